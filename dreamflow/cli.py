@@ -1,0 +1,237 @@
+"""`dreamflow` command line: one subcommand per workflow step (the Snakemake rules call these)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def _overrides(pairs: list[str]) -> dict:
+    result = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SystemExit(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        result[key] = yaml.safe_load(value)
+    return result
+
+
+def _load_config(args):
+    from dreamflow.config import load_config
+
+    overrides = _overrides(args.set)
+    if getattr(args, "method", None):
+        overrides["guidance.method"] = args.method
+    if getattr(args, "seed", None) is not None:
+        overrides["seed"] = args.seed
+    return load_config(args.config, overrides)
+
+
+def _prompt(args) -> str:
+    if args.prompt is not None:
+        return args.prompt
+    return Path(args.prompt_file).read_text(encoding="utf-8").strip()
+
+
+def _logger(args, config, stage: str, prompt: str):
+    from dreamflow.config import to_dict
+    from dreamflow.training.logger import RunLogger, WandbSettings
+
+    settings = WandbSettings(mode=args.wandb_mode, project=args.wandb_project, entity=args.wandb_entity,
+                             group=args.wandb_group, tags=[config.guidance.method, stage, *(args.wandb_tags or [])],
+                             name=f"{stage}-{config.guidance.method}-{prompt[:60]}", dir=args.wandb_dir)
+    return RunLogger(args.out, settings, {"prompt": prompt, "stage": stage, **to_dict(config)})
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser, needs_prompt: bool = True) -> None:
+    parser.add_argument("--config", help="run config YAML (or workflow config with a `pipeline:` block)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. stage1.iterations=100")
+    parser.add_argument("--out", required=True, help="output folder")
+    if needs_prompt:
+        group = parser.add_mutually_exclusive_group(required=True)
+        group.add_argument("--prompt", help="the text prompt")
+        group.add_argument("--prompt-file", help="file holding the prompt (safe for any characters)")
+        parser.add_argument("--method", choices=["apfo", "sds", "vsd"], help="guidance method (overrides config)")
+        parser.add_argument("--seed", type=int, help="random seed (overrides config)")
+    wandb = parser.add_argument_group("Weights & Biases")
+    wandb.add_argument("--wandb-mode", default="disabled", choices=["disabled", "offline", "online"])
+    wandb.add_argument("--wandb-project", default="dreamflow")
+    wandb.add_argument("--wandb-entity")
+    wandb.add_argument("--wandb-group")
+    wandb.add_argument("--wandb-tags", nargs="*")
+    wandb.add_argument("--wandb-dir")
+
+
+def cmd_stage(args) -> int:
+    from dreamflow.training.trainer import NonFiniteError
+
+    config = _load_config(args)
+    prompt = _prompt(args)
+    stage = args.command
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "prompt.txt").write_text(prompt + "\n", encoding="utf-8")
+    logger = _logger(args, config, stage, prompt)
+    try:
+        if stage == "stage1":
+            from dreamflow.training.stage1 import run_stage1
+
+            result = run_stage1(config, prompt, args.out, logger)
+        else:
+            from dreamflow.training.mesh_stages import run_mesh_stage
+
+            result = run_mesh_stage(stage, config, prompt, args.out, logger, args.init, args.mesh)
+    except NonFiniteError as error:
+        logger.finish(exit_code=1)
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    logger.finish()
+    print(json.dumps({"stage": stage, "steps": result.steps, "seconds": round(result.seconds, 2),
+                      "resumed_from": result.resumed_from}))
+    return 0
+
+
+def cmd_extract(args) -> int:
+    from dreamflow.export.extract import extract_mesh
+
+    config = _load_config(args)
+    report = extract_mesh(args.ckpt, config, args.out)
+    print(json.dumps(report))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from dreamflow.evaluate.metrics import evaluate_asset
+
+    config = _load_config(args)
+    metrics = evaluate_asset(config, _prompt(args), Path(args.asset), args.out, args.clip_model,
+                             args.clip_pretrained, args.views, args.benchmarks or [], method=args.method,
+                             suite_prompts=args.suite_prompts)
+    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}))
+    return 0
+
+
+def cmd_summarize(args) -> int:
+    from dreamflow.evaluate.report import summarize_suite
+
+    paths = summarize_suite(args.metrics, args.out_dir, args.suite)
+    print(json.dumps({k: str(v) for k, v in paths.items()}))
+    return 0
+
+
+def cmd_train_toy_prior(args) -> int:
+    import torch
+
+    from dreamflow.toyworld.train_prior import ToyPriorTrainingConfig, train_toy_priors
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    config = ToyPriorTrainingConfig(output_dir=args.output_dir, seed=args.seed)
+    if args.quick:
+        config.views_per_scene, config.vae_steps, config.unet_steps = 8, 20, 20
+        config.refiner_vae_steps, config.refiner_unet_steps = 10, 10
+    which = tuple(args.which)
+    print(json.dumps({k: str(v) for k, v in train_toy_priors(config, which).items()}))
+    return 0
+
+
+def cmd_train_toy_clip(args) -> int:
+    from dreamflow.evaluate.toy_clip import ToyCLIPTrainingConfig, train_toy_clip
+
+    config = ToyCLIPTrainingConfig(output_dir=args.output_dir, seed=args.seed)
+    if args.quick:
+        config.views_per_scene, config.steps = 8, 20
+    print(train_toy_clip(config))
+    return 0
+
+
+def cmd_fetch_models(args) -> int:
+    import os
+
+    from dreamflow.priors.loading import fetch_models
+
+    os.environ["DREAMFLOW_ALLOW_DOWNLOAD"] = "1"
+    for path in fetch_models(args.models, args.cache_dir):
+        print(path)
+    return 0
+
+
+def cmd_prompts(args) -> int:
+    from dreamflow.prompts import prompt_table
+
+    for slug, prompt in prompt_table(args.file).items():
+        print(f"{slug}\t{prompt}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dreamflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for stage, help_text in [("stage1", "optimise a hash-grid NeRF (stage 1)"),
+                             ("stage2", "optimise the extracted mesh (stage 2)"),
+                             ("stage3", "refine the mesh with the refiner prior and export it (stage 3)")]:
+        p = sub.add_parser(stage, help=help_text)
+        _add_run_arguments(p)
+        if stage != "stage1":
+            p.add_argument("--init", required=True, help="checkpoint of the previous stage (colour field)")
+            p.add_argument("--mesh", help="mesh to start from (stage 2: mesh/coarse.obj)")
+        p.set_defaults(func=cmd_stage)
+    p = sub.add_parser("extract", help="marching cubes on a stage-1 NeRF -> coarse.obj")
+    _add_run_arguments(p, needs_prompt=False)
+    p.add_argument("--ckpt", required=True)
+    p.set_defaults(func=cmd_extract)
+    p = sub.add_parser("evaluate", help="CLIP score, toy ground-truth metrics and timings of one asset")
+    _add_run_arguments(p)
+    p.add_argument("--asset", required=True, help="the asset folder results/{suite}/{method}/{slug}")
+    p.add_argument("--clip-model", default="dreamflow-toy-clip")
+    p.add_argument("--clip-pretrained", default="models/toy-clip/open_clip_model.safetensors")
+    p.add_argument("--views", type=int, default=8)
+    p.add_argument("--benchmarks", nargs="*", help="Snakemake benchmark files of this asset's rules")
+    p.add_argument("--suite-prompts", help="the suite's prompt file (CLIP R-precision ranks against these)")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("summarize", help="aggregate metrics.json files into summary.csv/.md, plots, report.html")
+    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--suite", required=True)
+    p.set_defaults(func=cmd_summarize)
+    p = sub.add_parser("train-toy-prior", help="train the embedded toy priors (SD 2.x and SDXL-refiner format)")
+    p.add_argument("--output-dir", default="models")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--which", nargs="+", default=["base", "refiner"], choices=["base", "refiner"])
+    p.add_argument("--quick", action="store_true", help="a few steps only (tests the command, not the model)")
+    p.set_defaults(func=cmd_train_toy_prior)
+    p = sub.add_parser("train-toy-clip", help="train the tiny open_clip model used for evaluation on the toy world")
+    p.add_argument("--output-dir", default="models/toy-clip")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true")
+    p.set_defaults(func=cmd_train_toy_clip)
+    p = sub.add_parser("fetch-models", help="download SD 2.1 and the SDXL refiner (needs internet)")
+    p.add_argument("models", nargs="*", help="names (sd21, sd21-768, sdxl-refiner) or hub ids; default: all")
+    p.add_argument("--cache-dir")
+    p.set_defaults(func=cmd_fetch_models)
+    p = sub.add_parser("prompts", help="validate a prompt file and list slug<TAB>prompt")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_prompts)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dreamflow.config import ConfigError
+    from dreamflow.export.extract import EmptyMeshError
+    from dreamflow.priors.base import ModelNotFoundError
+    from dreamflow.prompts import PromptFileError
+    from dreamflow.training.checkpoint import CorruptCheckpointError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, ModelNotFoundError, PromptFileError, CorruptCheckpointError, EmptyMeshError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""Typed run configuration (threestudio/nerfstudio style dataclasses) loaded strictly from YAML.
+
+A misspelt key or a value of the wrong type is an error naming the key, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dreamflow.render.cameras import CameraConfig
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+@dataclass
+class PriorConfig:
+    """A diffusion prior: hub id or local diffusers folder, loaded with `from_pretrained`."""
+
+    pretrained: str = "models/toy-sd21"
+    revision: str | None = None
+    dtype: str = "auto"  # auto: fp16 on CUDA, fp32 on CPU; or float32 | float16 | bfloat16
+    architecture_only: bool = False  # build full-size networks with random weights (benchmarks)
+    negative_prompt: str = ""
+    view_dependent_prompting: bool = True
+    embedding_cache_dir: str | None = None  # default: ~/.cache/dreamflow/text_embeddings
+
+
+@dataclass
+class LoRAConfig:
+    """The source model eps_src (APFO) / eps_lora (VSD): peft LoRA on the UNet attention projections."""
+
+    rank: int = 4
+    alpha: float | None = None  # default: equal to rank
+    learning_rate: float = 1e-3
+    target_modules: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+    camera_conditioning: bool = True  # ProlificDreamer: c2w matrix through a class embedding
+    text_dropout: float = 0.1
+    steps_per_iteration: int = 1
+    batch_size: int = 1
+
+
+@dataclass
+class GuidanceConfig:
+    """Which update drives the 3D model, and its hyper-parameters (see dreamflow/guidance)."""
+
+    method: str = "apfo"  # apfo | sds | vsd
+    guidance_scale: float | None = None  # default per method: apfo 7.5, sds 100, vsd 7.5
+    t_max: float = 0.98
+    t_min: float = 0.02
+    # APFO
+    schedule: str = "linear"  # linear | sigma | ddim : how t_1 > ... > t_N is spaced
+    num_timesteps: int = 50  # N
+    steps_per_timestep: int | None = None  # K; default: iterations / N
+    step_scale: float = 1.0  # lambda
+    # SDS / VSD
+    weighting: str = "one_minus_alphabar"  # one_minus_alphabar | uniform | sds_dreamfusion
+    grad_clip: float | None = None
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+
+    def resolved_guidance_scale(self) -> float:
+        if self.guidance_scale is not None:
+            return self.guidance_scale
+        return {"apfo": 7.5, "sds": 100.0, "vsd": 7.5}[self.method]
+
+
+@dataclass
+class HashGridConfig:
+    """Instant-NGP multiresolution hash encoding (threestudio ProlificDreamer defaults)."""
+
+    n_levels: int = 16
+    n_features_per_level: int = 2
+    log2_hashmap_size: int = 19
+    base_resolution: int = 16
+    finest_resolution: int = 2048
+    backend: str = "auto"  # auto | tcnn | torch
+
+
+@dataclass
+class NeRFConfig:
+    encoding: HashGridConfig = field(default_factory=HashGridConfig)
+    hidden_dim: int = 64
+    n_hidden_layers: int = 1
+    radius: float = 1.0
+    density_activation: str = "shifted_softplus"
+    density_blob_scale: float = 10.0
+    density_blob_std: float = 0.5
+    normals: str = "finite_difference"  # finite_difference | analytic
+    background: str = "solid"  # solid | mlp
+    background_color: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
+@dataclass
+class VolumeRenderConfig:
+    samples_per_ray: int = 64
+    occupancy_grid_resolution: int = 32
+    occupancy_threshold: float = 0.01
+    occupancy_update_every: int = 16
+    chunk_rays: int = 65536
+
+
+@dataclass
+class ShadingConfig:
+    """DreamFusion's per-step shading choice: albedo, diffuse with random light, or textureless."""
+
+    albedo_ratio: float = 0.5
+    textureless_ratio: float = 0.2
+    ambient: float = 0.35
+    start_step: int = 0  # before this step always albedo
+
+
+@dataclass
+class StageConfig:
+    """One optimisation stage (1: NeRF, 2: mesh, 3: mesh refined with the refiner)."""
+
+    resolution: int = 32
+    iterations: int = 300
+    batch_size: int = 1
+    learning_rate: float = 1e-2  # encodings (hash grids)
+    mlp_learning_rate: float = 1e-3
+    geometry_learning_rate: float = 1e-3  # mesh vertex offsets (stages 2-3)
+    t_max: float | None = None  # overrides guidance.t_max for this stage
+    t_min: float | None = None
+    guidance_scale: float | None = None
+    checkpoint_every: int = 50
+    log_every: int = 10
+    laplacian_weight: float = 1e3
+    normal_consistency_weight: float = 1e3
+    opacity_weight: float = 0.0  # sparsity regulariser on accumulated opacity (NeRF)
+    turntable_views: int = 24
+    preview_views: int = 4
+
+
+@dataclass
+class ExtractConfig:
+    grid_resolution: int = 128
+    threshold: float = 5.0  # density iso-level (threestudio: 25 with its exp activation; the blob peaks at ~9 here)
+    keep_largest_component: bool = True
+    target_faces: int = 3000
+    chunk: int = 65536
+
+
+@dataclass
+class ExportConfig:
+    texture_size: int = 512
+    views: int = 8
+
+
+@dataclass
+class RunConfig:
+    """Everything a stage command needs; one YAML file (the `pipeline` block of the workflow config)."""
+
+    seed: int = 0
+    device: str = "auto"
+    deterministic: bool = True
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    refiner_prior: PriorConfig = field(default_factory=lambda: PriorConfig(pretrained="models/toy-sdxl-refiner"))
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    nerf: NeRFConfig = field(default_factory=NeRFConfig)
+    volume: VolumeRenderConfig = field(default_factory=VolumeRenderConfig)
+    shading: ShadingConfig = field(default_factory=ShadingConfig)
+    rasterizer: str = "auto"  # auto | nvdiffrast | torch
+    stage1: StageConfig = field(default_factory=StageConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(resolution=64, t_max=0.5, t_min=0.1))
+    stage3: StageConfig = field(default_factory=lambda: StageConfig(resolution=128, t_max=0.3, t_min=0.02))
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def guidance_for(self, stage: str) -> GuidanceConfig:
+        """The guidance config with the stage's own timestep range and CFG scale applied."""
+        stage_config: StageConfig = getattr(self, stage)
+        updates = {key: getattr(stage_config, key) for key in ("t_max", "t_min", "guidance_scale")
+                   if getattr(stage_config, key) is not None}
+        return dataclasses.replace(self.guidance, **updates)
+
+
+def _coerce(value: Any, annotation: Any, path: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{path}' must be a mapping, got {value!r}")
+        return from_dict(annotation, value, path)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"config key '{path}' has invalid value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{path}' must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"config key '{path}' must have {len(args)} items, got {len(value)}: {value!r}")
+        return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{path}' must be a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{path}' must be an integer, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{path}' must be true or false, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{path}' must be a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type, data: dict, path: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f" in '{path}'" if path else ""
+        raise ConfigError(f"unknown config key(s) {unknown}{where}; valid keys are {sorted(names)}")
+    kwargs = {key: _coerce(value, hints[key], f"{path}.{key}" if path else key) for key, value in data.items()}
+    return cls(**kwargs)
+
+
+CHOICES = {
+    "guidance.method": ("apfo", "sds", "vsd"),
+    "guidance.schedule": ("linear", "sigma", "ddim"),
+    "guidance.weighting": ("one_minus_alphabar", "uniform", "sds_dreamfusion"),
+    "nerf.encoding.backend": ("auto", "tcnn", "torch"),
+    "nerf.background": ("solid", "mlp"),
+    "nerf.normals": ("finite_difference", "analytic"),
+    "rasterizer": ("auto", "nvdiffrast", "torch"),
+}
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Check enumerated values and ranges that types alone cannot express."""
+    for key, allowed in CHOICES.items():
+        value: Any = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value not in allowed:
+            raise ConfigError(f"config key '{key}' is {value!r}; choose one of {list(allowed)}")
+    for stage in ("stage1", "stage2", "stage3"):
+        guidance = config.guidance_for(stage)
+        if not 0.0 < guidance.t_min < guidance.t_max <= 1.0:
+            raise ConfigError(f"'{stage}' timestep range must satisfy 0 < t_min < t_max <= 1, "
+                              f"got t_min={guidance.t_min}, t_max={guidance.t_max}")
+        stage_config: StageConfig = getattr(config, stage)
+        if stage_config.iterations < 1 or stage_config.resolution < 8:
+            raise ConfigError(f"'{stage}.iterations' must be >= 1 and '{stage}.resolution' >= 8, got "
+                              f"{stage_config.iterations} and {stage_config.resolution}")
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
+    """Load a run config from YAML (the file itself or its `pipeline:` block), with overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file '{path}' does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        if "pipeline" in data:
+            data = data["pipeline"] or {}
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return validate(from_dict(RunConfig, data))
+
+
+def to_dict(config: Any) -> dict:
+    return dataclasses.asdict(config)

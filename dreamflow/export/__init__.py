@@ -1,0 +1,1 @@
+"""Marching cubes, UV unwrapping, textured .glb/.obj writers, previews and turntables."""

@@ -1,0 +1,72 @@
+"""UV unwrapping (xatlas), baking the colour field into a texture, textured .glb / .obj export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import trimesh
+import xatlas
+from PIL import Image
+from scipy import ndimage
+
+from dreamflow.render.rasterize import TorchRasterizer
+from dreamflow.training.checkpoint import atomic_write_bytes
+
+
+@torch.no_grad()
+def bake_texture(vertices: np.ndarray, faces: np.ndarray, colour: Callable[[torch.Tensor], torch.Tensor],
+                 size: int) -> trimesh.Trimesh:
+    """Unwrap with xatlas and bake `colour(points)` into a size x size texture on a new mesh."""
+    vmapping, indices, uvs = xatlas.parametrize(vertices.astype(np.float32), faces.astype(np.uint32))
+    positions = torch.as_tensor(vertices[vmapping], dtype=torch.float32)
+    tri = torch.as_tensor(indices.astype(np.int64))
+    # Rasterise the UV layout: texel (row j, col i) <-> uv ((i + .5) / S, 1 - (j + .5) / S).
+    screen = torch.as_tensor(np.stack([uvs[:, 0] * size, (1 - uvs[:, 1]) * size], -1), dtype=torch.float32)[None]
+    w = torch.ones(1, screen.shape[1])
+    rasterizer = TorchRasterizer()
+    face_id = rasterizer._visible_faces(screen, w, tri, size)
+    bary, corners = rasterizer._barycentrics(screen, w, tri, face_id, size, clamp=True)
+    points = (bary[..., None] * positions[corners]).sum(-2)[0]  # [S, S, 3]
+    covered = (face_id[0] >= 0).numpy()
+    texture = np.ones((size, size, 3), dtype=np.float32)
+    if covered.any():
+        values = torch.cat([colour(chunk) for chunk in points[face_id[0] >= 0].split(65536)])
+        texture[covered] = values.cpu().numpy()
+        # Fill texels outside the charts with their nearest baked texel so filtering never bleeds white.
+        _, (rows, cols) = ndimage.distance_transform_edt(~covered, return_indices=True)
+        texture = texture[rows, cols]
+    image = Image.fromarray((texture.clip(0, 1) * 255).round().astype(np.uint8))
+    material = trimesh.visual.material.PBRMaterial(baseColorTexture=image, metallicFactor=0.0, roughnessFactor=1.0)
+    visual = trimesh.visual.TextureVisuals(uv=uvs, material=material)
+    return trimesh.Trimesh(vertices[vmapping], indices, visual=visual, process=False)
+
+
+def write_glb(mesh: trimesh.Trimesh, path: str | Path) -> Path:
+    data = mesh.export(file_type="glb")
+    atomic_write_bytes(path, lambda stream: stream.write(data))
+    return Path(path)
+
+
+def write_obj(mesh: trimesh.Trimesh, path: str | Path) -> Path:
+    """Write .obj + .mtl + texture .png beside it."""
+    path = Path(path)
+    text, files = trimesh.exchange.obj.export_obj(mesh, include_texture=True, return_texture=True,
+                                                   mtl_name=path.with_suffix(".mtl").name)
+    for name, data in files.items():
+        atomic_write_bytes(path.parent / name, lambda stream, data=data: stream.write(data))
+    atomic_write_bytes(path, lambda stream: stream.write(text.encode()))
+    return path
+
+
+def load_textured(path: str | Path) -> trimesh.Trimesh:
+    """Load a .glb as one textured mesh (for checks and evaluation)."""
+    scene = trimesh.load(path, process=False)
+    if isinstance(scene, trimesh.Scene):
+        return next(iter(scene.geometry.values()))
+    return scene
+
+
+__all__ = ["bake_texture", "write_glb", "write_obj", "load_textured"]

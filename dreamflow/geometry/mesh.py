@@ -1,0 +1,147 @@
+"""Stages 2-3 geometry: an explicit triangle mesh with a hash-grid colour field on its surface.
+
+Choice (issue 5): an explicit mesh initialised from the marching-cubes mesh of stage 1, whose
+vertex offsets are optimised with Laplacian and normal-consistency regularisers, rather than a
+DMTet grid as Magic3D. The mesh is what stage 1 already produced, needs no tetrahedral grid
+(those shipped with threestudio/nvdiffrec carry a restrictive notice) and is cheap to rasterise in
+pure PyTorch on a CPU; DMTet's topology changes matter little after a good stage-1 shape. The colour
+field is the stage-1 NeRF's albedo branch (hash grid + MLP), copied as threestudio's refine stage
+does, so stage 2 starts with the stage-1 colours.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import trimesh
+from torch import nn
+
+from dreamflow.config import NeRFConfig, RunConfig, StageConfig
+from dreamflow.geometry.hashgrid import HashGridEncoding
+from dreamflow.geometry.nerf import mlp
+from dreamflow.render.cameras import Cameras
+from dreamflow.render.rasterize import NvdiffrastRasterizer, make_rasterizer
+from dreamflow.render.volume import RenderOutput
+from dreamflow.toyworld.render import light_directions
+from dreamflow.training.trainer import StageModel
+
+
+class ColourField(nn.Module):
+    """Albedo as a function of surface position; same parameter names as NeRFField's albedo branch."""
+
+    def __init__(self, config: NeRFConfig):
+        super().__init__()
+        self.radius = config.radius
+        self.encoding = HashGridEncoding(config.encoding)
+        self.albedo_mlp = mlp(self.encoding.n_output_dims, config.hidden_dim, 3, config.n_hidden_layers)
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        normalised = (points / (2 * self.radius) + 0.5).clamp(0, 1)
+        return torch.sigmoid(self.albedo_mlp(self.encoding(normalised)))
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted vertex normals (differentiable)."""
+    v0, v1, v2 = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
+    face_normals = torch.cross(v1 - v0, v2 - v0, dim=-1)
+    normals = torch.zeros_like(vertices)
+    for corner in range(3):
+        normals = normals.index_add(0, faces[:, corner], face_normals)
+    return F.normalize(normals, dim=-1, eps=1e-12)
+
+
+class TexturedMesh(StageModel):
+    def __init__(self, vertices: torch.Tensor, faces: torch.Tensor, config: RunConfig):
+        super().__init__()
+        self.register_buffer("base_vertices", vertices.float())
+        self.register_buffer("faces", faces.long())
+        self.offsets = nn.Parameter(torch.zeros_like(self.base_vertices))
+        self.colour = ColourField(config.nerf)
+        self.shading = config.shading
+        self.register_buffer("background_color", torch.tensor(config.nerf.background_color, dtype=torch.float32))
+        mesh = trimesh.Trimesh(vertices.numpy(), faces.numpy(), process=False)
+        self.register_buffer("edges", torch.as_tensor(mesh.edges_unique, dtype=torch.long), persistent=False)
+        self.register_buffer("face_adjacency", torch.as_tensor(mesh.face_adjacency, dtype=torch.long), persistent=False)
+        self.rasterizer = make_rasterizer(config.rasterizer)
+
+    @property
+    def vertices(self) -> torch.Tensor:
+        return self.base_vertices + self.offsets
+
+    @classmethod
+    def from_stage1(cls, mesh_path: str | Path, stage1_state: dict, config: RunConfig) -> "TexturedMesh":
+        mesh = trimesh.load(mesh_path, process=False, force="mesh")
+        model = cls(torch.as_tensor(mesh.vertices), torch.as_tensor(mesh.faces), config)
+        colour = {k[len("field."):]: v for k, v in stage1_state["model"].items()
+                  if k.startswith("field.encoding.") or k.startswith("field.albedo_mlp.")}
+        model.colour.load_state_dict(colour)
+        return model
+
+    @classmethod
+    def from_stage2(cls, stage2_state: dict, config: RunConfig) -> "TexturedMesh":
+        state = stage2_state["model"]
+        model = cls(state["base_vertices"] + state["offsets"], state["faces"], config)
+        model.colour.load_state_dict({k[len("colour."):]: v for k, v in state.items() if k.startswith("colour.")})
+        return model
+
+    def param_groups(self, stage: StageConfig) -> list[dict]:
+        return [{"params": list(self.colour.encoding.parameters()), "lr": stage.learning_rate, "name": "encoding"},
+                {"params": list(self.colour.albedo_mlp.parameters()), "lr": stage.mlp_learning_rate, "name": "mlp"},
+                {"params": [self.offsets], "lr": stage.geometry_learning_rate, "name": "geometry"}]
+
+    def render(self, cameras: Cameras, resolution: int, shading: str = "albedo",
+               generator: torch.Generator | None = None) -> RenderOutput:
+        vertices = self.vertices
+        normals = vertex_normals(vertices, self.faces)
+        light = light_directions(cameras.to("cpu")).to(vertices.device)[:, None, None, :]
+        ambient = self.shading.ambient
+        albedo_out = {}
+
+        def shade(attributes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            position, normal = attributes[..., :3], F.normalize(attributes[..., 3:6], dim=-1, eps=1e-12)
+            albedo = self.colour(position.reshape(-1, 3)).view(position.shape)
+            albedo_out["albedo"] = albedo
+            if shading == "albedo":
+                return albedo
+            base = torch.ones_like(albedo) if shading == "textureless" else albedo
+            lambert = (normal * light).sum(-1, keepdim=True).clamp(min=0)
+            return base * (ambient + (1 - ambient) * lambert)
+
+        out = self.rasterizer(vertices, self.faces, torch.cat([vertices, normals], dim=-1), cameras, resolution,
+                              shade, self.background_color)
+        albedo = out.alpha * albedo_out["albedo"] + (1 - out.alpha) * self.background_color
+        return RenderOutput(out.rgb, out.alpha, torch.zeros_like(out.alpha), albedo)
+
+    def regularisers(self, stage: StageConfig, output: RenderOutput) -> dict[str, torch.Tensor]:
+        vertices = self.vertices
+        losses = {}
+        if stage.laplacian_weight > 0:
+            i, j = self.edges[:, 0], self.edges[:, 1]
+            summed = torch.zeros_like(vertices).index_add(0, i, vertices[j]).index_add(0, j, vertices[i])
+            degree = torch.zeros(len(vertices), device=vertices.device).index_add(
+                0, i, torch.ones_like(i, dtype=torch.float32)).index_add(0, j, torch.ones_like(j, dtype=torch.float32))
+            laplacian = summed / degree.clamp(min=1)[:, None] - vertices
+            losses["laplacian"] = stage.laplacian_weight * laplacian.square().sum(-1).mean()
+        if stage.normal_consistency_weight > 0 and len(self.face_adjacency):
+            v = vertices[self.faces]
+            face_normals = F.normalize(torch.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0], dim=-1), dim=-1, eps=1e-12)
+            a, b = face_normals[self.face_adjacency[:, 0]], face_normals[self.face_adjacency[:, 1]]
+            losses["normal_consistency"] = stage.normal_consistency_weight * (1 - (a * b).sum(-1)).mean()
+        return losses
+
+    def backend(self) -> dict[str, str]:
+        return {"rasterizer": "nvdiffrast" if isinstance(self.rasterizer, NvdiffrastRasterizer) else "torch",
+                "hash_grid": self.colour.encoding.backend}
+
+    @torch.no_grad()
+    def render_views(self, cameras: Cameras, resolution: int, shading: str = "albedo") -> RenderOutput:
+        outputs = [self.render(cameras[i:i + 1], resolution, shading) for i in range(len(cameras))]
+        return RenderOutput(*(torch.cat([getattr(o, k) for o in outputs]) for k in ("rgb", "opacity", "depth", "albedo")))
+
+    def to_trimesh(self) -> trimesh.Trimesh:
+        return trimesh.Trimesh(self.vertices.detach().cpu().numpy(), self.faces.cpu().numpy(), process=False)
+
+
+__all__ = ["TexturedMesh", "ColourField", "vertex_normals"]

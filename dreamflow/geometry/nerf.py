@@ -1,0 +1,76 @@
+"""Stage-1 geometry: density + albedo field on a hash grid (threestudio `implicit-volume`)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dreamflow.config import NeRFConfig
+from dreamflow.geometry.hashgrid import HashGridEncoding
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
+    modules: list[nn.Module] = [nn.Linear(in_dim, hidden), nn.ReLU()]
+    for _ in range(layers - 1):
+        modules += [nn.Linear(hidden, hidden), nn.ReLU()]
+    modules.append(nn.Linear(hidden, out_dim))
+    return nn.Sequential(*modules)
+
+
+class NeRFField(nn.Module):
+    """Points in the sphere of `radius` -> (density, albedo); normals from the density gradient."""
+
+    def __init__(self, config: NeRFConfig):
+        super().__init__()
+        self.config = config
+        self.encoding = HashGridEncoding(config.encoding)
+        self.density_mlp = mlp(self.encoding.n_output_dims, config.hidden_dim, 1, config.n_hidden_layers)
+        self.albedo_mlp = mlp(self.encoding.n_output_dims, config.hidden_dim, 3, config.n_hidden_layers)
+        if config.background == "mlp":
+            self.background_mlp = mlp(3, 16, 3, 1)
+        self.register_buffer("background_color", torch.tensor(config.background_color, dtype=torch.float32))
+
+    def normalise(self, points: torch.Tensor) -> torch.Tensor:
+        return (points / (2 * self.config.radius) + 0.5).clamp(0.0, 1.0)
+
+    def density_bias(self, points: torch.Tensor) -> torch.Tensor:
+        """Magic3D's density blob: scale * (1 - |x| / std), so optimisation starts from a ball."""
+        c = self.config
+        return c.density_blob_scale * (1 - points.norm(dim=-1) / c.density_blob_std)
+
+    def activate_density(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.config.density_activation == "shifted_softplus":
+            return F.softplus(raw - 1.0)
+        if self.config.density_activation == "exp":
+            return torch.exp(raw.clamp(max=15.0))
+        raise ValueError(f"unknown density_activation {self.config.density_activation!r}")
+
+    def features(self, points: torch.Tensor) -> torch.Tensor:
+        return self.encoding(self.normalise(points))
+
+    def density(self, points: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.features(points) if features is None else features
+        raw = self.density_mlp(features)[..., 0] + self.density_bias(points)
+        return self.activate_density(raw)
+
+    def albedo(self, points: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.features(points) if features is None else features
+        return torch.sigmoid(self.albedo_mlp(features))
+
+    def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(points)
+        return self.density(points, features), self.albedo(points, features)
+
+    def normals(self, points: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
+        """Unit normals -grad(density)/|grad| by central finite differences (threestudio default)."""
+        offsets = torch.eye(3, device=points.device) * eps
+        shifted = torch.cat([points[:, None] + offsets, points[:, None] - offsets], dim=1)  # [N, 6, 3]
+        density = self.density(shifted.reshape(-1, 3)).view(-1, 6)
+        gradient = (density[:, :3] - density[:, 3:]) / (2 * eps)
+        return -F.normalize(gradient, dim=-1)
+
+    def background(self, directions: torch.Tensor) -> torch.Tensor:
+        if self.config.background == "mlp":
+            return torch.sigmoid(self.background_mlp(directions))
+        return self.background_color.expand(*directions.shape[:-1], 3)

@@ -1,0 +1,104 @@
+"""The guidance interface shared by APFO, SDS and VSD."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from dreamflow.config import GuidanceConfig
+from dreamflow.priors.base import DiffusionPrior, TextEmbeddings
+
+
+@dataclass
+class GuidanceOutput:
+    loss: torch.Tensor  # differentiable w.r.t. the latents (and so the render and the 3D model)
+    info: dict[str, float] = field(default_factory=dict)
+
+
+def target_loss(latents: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+    """0.5 ||x - sg(x - update)||^2 per view: its gradient w.r.t. x is exactly `update`."""
+    target = (latents - update).detach()
+    return 0.5 * F.mse_loss(latents, target, reduction="sum") / latents.shape[0]
+
+
+class Guidance:
+    """Turns renders into a loss whose gradient is the method's update direction."""
+
+    uses_source_model = False
+
+    def __init__(self, prior: DiffusionPrior, config: GuidanceConfig, iterations: int, seed: int = 0):
+        self.prior = prior
+        self.config = config
+        self.iterations = iterations
+        self.generator = torch.Generator().manual_seed(seed + 1)
+        self.guidance_scale = config.resolved_guidance_scale()
+        self.lora_optimizer: torch.optim.Optimizer | None = None
+        if self.uses_source_model:
+            params = prior.add_lora(config.lora)
+            self.lora_optimizer = torch.optim.AdamW(params, lr=config.lora.learning_rate, weight_decay=0.0)
+
+    def randn(self, shape: torch.Size) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator).to(self.prior.device_)
+
+    def __call__(self, latents: torch.Tensor, text: TextEmbeddings, camera: torch.Tensor, step: int) -> GuidanceOutput:
+        raise NotImplementedError
+
+    def clip(self, update: torch.Tensor) -> torch.Tensor:
+        update = torch.nan_to_num(update)
+        if self.config.grad_clip is not None:
+            update = update.clamp(-self.config.grad_clip, self.config.grad_clip)
+        return update
+
+    # -- the source model (APFO eps_src, VSD eps_lora) ------------------------------------------
+    def train_source_model(self, latents: torch.Tensor, text: TextEmbeddings, camera: torch.Tensor) -> float:
+        """One diffusion-loss step of the LoRA model on the current renders (t ~ U(0, 1))."""
+        assert self.lora_optimizer is not None
+        lora = self.config.lora
+        loss_value = 0.0
+        for _ in range(lora.steps_per_iteration):
+            x0 = latents.detach()
+            index = torch.randint(0, self.prior.num_train_timesteps, (x0.shape[0],), generator=self.generator)
+            index = index.to(self.prior.device_)
+            noise = self.randn(x0.shape)
+            x_t = self.prior.add_noise(x0, noise, index)
+            # Text dropout on the LoRA model as ProlificDreamer: the unconditional branch stays usable.
+            drop = torch.rand(x0.shape[0], generator=self.generator) < lora.text_dropout
+            cond = text.cond.clone()
+            cond[drop.to(cond.device)] = text.uncond[drop.to(cond.device)]
+            dropped = TextEmbeddings(cond, text.uncond, text.pooled_cond, text.pooled_uncond)
+            with torch.enable_grad():
+                # predict_eps converts v-prediction to epsilon, so the target is the noise for both.
+                eps = self.prior.predict_eps(x_t, index, dropped, use_lora=True, camera=camera)
+                loss = F.mse_loss(eps, noise)
+            self.lora_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.lora_optimizer.step()
+            loss_value = loss.item()
+        return loss_value
+
+    def state_dict(self) -> dict:
+        state: dict = {"generator": self.generator.get_state()}
+        if self.uses_source_model:
+            state["lora"] = self.prior.lora_state_dict()
+            state["lora_optimizer"] = self.lora_optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        if self.uses_source_model:
+            self.prior.load_lora_state_dict(state["lora"])
+            self.lora_optimizer.load_state_dict(state["lora_optimizer"])
+
+
+def make_guidance(prior: DiffusionPrior, config: GuidanceConfig, iterations: int, seed: int = 0) -> Guidance:
+    """The guidance object for `config.method` (apfo | sds | vsd)."""
+    from dreamflow.guidance.apfo import APFOGuidance
+    from dreamflow.guidance.sds import SDSGuidance
+    from dreamflow.guidance.vsd import VSDGuidance
+
+    classes = {"apfo": APFOGuidance, "sds": SDSGuidance, "vsd": VSDGuidance}
+    if config.method not in classes:
+        raise ValueError(f"guidance.method is {config.method!r}; choose one of {sorted(classes)}")
+    return classes[config.method](prior, config, iterations, seed)

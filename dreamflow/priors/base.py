@@ -1,0 +1,225 @@
+"""The one interface every guidance method uses to talk to a text-to-image diffusion model."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from dreamflow.config import LoRAConfig, PriorConfig
+from dreamflow.priors.embedding_cache import EmbeddingCache
+from dreamflow.render.cameras import Cameras, view_direction_suffix
+
+VIEW_SUFFIXES = ("front view", "side view", "back view", "overhead view")
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A prior's weights are not available locally."""
+
+
+@dataclass
+class TextEmbeddings:
+    """Conditional and unconditional embeddings for a batch ([B, L, D]; pooled [B, D] for SDXL)."""
+
+    cond: torch.Tensor
+    uncond: torch.Tensor
+    pooled_cond: torch.Tensor | None = None
+    pooled_uncond: torch.Tensor | None = None
+
+    def __getitem__(self, index) -> "TextEmbeddings":
+        pick = lambda x: None if x is None else x[index]  # noqa: E731
+        return TextEmbeddings(self.cond[index], self.uncond[index], pick(self.pooled_cond), pick(self.pooled_uncond))
+
+
+class DiffusionPrior(nn.Module):
+    """Latent diffusion prior: encode/decode, text embeddings, noise schedule and noise prediction.
+
+    Subclasses implement the format-specific parts (`_encode_text`, `_added_conditions`).
+    The UNet can carry a peft LoRA adapter (the source model of APFO / VSD's eps_lora); with
+    `use_lora=False` it is switched off, so one UNet serves as both denoisers.
+    """
+
+    def __init__(self, pipe, config: PriorConfig, device: torch.device, dtype: torch.dtype, model_key: str):
+        super().__init__()
+        self.config = config
+        self.device_ = device
+        self.dtype = dtype
+        self.unet = pipe.unet.to(device).eval().requires_grad_(False)
+        if dtype != torch.float32:
+            self.unet.to(dtype)
+        # The VAE stays in fp32: SDXL's VAE overflows in fp16 (threestudio #296).
+        self.vae = pipe.vae.to(device).eval().requires_grad_(False)
+        self.pipe = pipe
+        scheduler = pipe.scheduler
+        self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
+        self.prediction_type = scheduler.config.prediction_type
+        self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.to(device, torch.float32), persistent=False)
+        self.vae_scale = float(self.vae.config.scaling_factor)
+        self.downsample = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.cache = EmbeddingCache(config.embedding_cache_dir, model_key)
+        self.camera_embedding: nn.Module | None = None
+        self.has_lora = False
+
+    # -- images and latents ------------------------------------------------------------------
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Images [B,3,H,W] in [0,1] -> scaled latents (differentiable, posterior mean)."""
+        latents = self.vae.encode(images.float() * 2 - 1).latent_dist.mean
+        return latents * self.vae_scale
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        images = self.vae.decode(latents.float() / self.vae_scale).sample
+        return ((images + 1) / 2).clamp(0, 1)
+
+    # -- schedule ----------------------------------------------------------------------------
+    def timestep_index(self, t: torch.Tensor | float) -> torch.Tensor:
+        """Continuous t in [0,1] -> integer training timestep."""
+        t = torch.as_tensor(t, device=self.device_, dtype=torch.float32)
+        return (t * (self.num_train_timesteps - 1)).round().long().clamp(0, self.num_train_timesteps - 1)
+
+    def alpha_sigma(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """a_t = sqrt(alphabar), s_t = sqrt(1 - alphabar) for integer timesteps."""
+        alphabar = self.alphas_cumprod[index]
+        return alphabar.sqrt(), (1 - alphabar).sqrt()
+
+    def noise_to_signal(self, index: torch.Tensor) -> torch.Tensor:
+        """sigma(t) = s_t / a_t, the DDIM/probability-flow ODE's time variable."""
+        a, s = self.alpha_sigma(index)
+        return s / a
+
+    def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        a, s = self.alpha_sigma(index)
+        return a.view(-1, 1, 1, 1) * latents + s.view(-1, 1, 1, 1) * noise
+
+    def model_output_to_eps(self, output: torch.Tensor, x_t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Epsilon from the UNet output for epsilon- or v-prediction models (SD 2.1 768 is v)."""
+        if self.prediction_type == "epsilon":
+            return output
+        if self.prediction_type == "v_prediction":
+            a, s = (v.view(-1, 1, 1, 1) for v in self.alpha_sigma(index))
+            return s * x_t + a * output
+        raise ValueError(f"unsupported prediction_type {self.prediction_type!r} (epsilon or v_prediction)")
+
+    def training_target(self, latents: torch.Tensor, noise: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """What the UNet should output for the diffusion loss (noise, or v = a*e - s*x)."""
+        if self.prediction_type == "epsilon":
+            return noise
+        a, s = (v.view(-1, 1, 1, 1) for v in self.alpha_sigma(index))
+        return a * noise - s * latents
+
+    # -- text --------------------------------------------------------------------------------
+    def _encode_text(self, prompt: str, negative: str) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _added_conditions(self, text: TextEmbeddings, height: int, width: int, uncond: bool) -> dict | None:
+        return None
+
+    def _embed(self, prompt: str) -> dict[str, torch.Tensor]:
+        negative = self.config.negative_prompt
+        with torch.no_grad():
+            return self.cache.get_or_compute(f"{prompt}\0{negative}", lambda: self._encode_text(prompt, negative))
+
+    def text_embeddings(self, prompt: str, cameras: Cameras | None = None, batch_size: int = 1) -> TextEmbeddings:
+        """Embeddings for `prompt`, with DreamFusion's view suffix per camera when enabled."""
+        if cameras is not None and self.config.view_dependent_prompting:
+            texts = [f"{prompt}, {view_direction_suffix(float(e), float(a))}"
+                     for e, a in zip(cameras.elevation, cameras.azimuth)]
+        else:
+            texts = [prompt] * (len(cameras) if cameras is not None else batch_size)
+        entries = [self._embed(text) for text in texts]
+        stack = lambda key: torch.stack([e[key] for e in entries]).to(self.device_, self.dtype) if key in entries[0] else None  # noqa: E731
+        return TextEmbeddings(stack("cond"), stack("uncond"), stack("pooled_cond"), stack("pooled_uncond"))
+
+    # -- noise prediction --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _lora(self, enabled: bool, camera: torch.Tensor | None) -> Iterator[dict]:
+        kwargs: dict = {}
+        if not self.has_lora:
+            if enabled:
+                raise RuntimeError("use_lora=True but no LoRA adapter was added; call add_lora() first")
+            yield kwargs
+            return
+        if enabled:
+            self.unet.enable_adapters()
+            if self.camera_embedding is not None:
+                self.unet.class_embedding = self.camera_embedding
+                kwargs["class_labels"] = camera.to(self.device_, self.dtype)
+        else:
+            self.unet.disable_adapters()
+        try:
+            yield kwargs
+        finally:
+            self.unet.class_embedding = None
+            self.unet.enable_adapters()
+
+    def predict_eps(self, x_t: torch.Tensor, index: torch.Tensor, text: TextEmbeddings, uncond: bool = False,
+                    use_lora: bool = False, camera: torch.Tensor | None = None) -> torch.Tensor:
+        """Epsilon prediction of the pretrained (or LoRA) model for one branch (cond or uncond)."""
+        height, width = (x_t.shape[-2] * self.downsample, x_t.shape[-1] * self.downsample)
+        states = text.uncond if uncond else text.cond
+        added = self._added_conditions(text, height, width, uncond)
+        with self._lora(use_lora, camera) as extra:
+            output = self.unet(x_t.to(self.dtype), index, states, added_cond_kwargs=added, **extra).sample
+        return self.model_output_to_eps(output.float(), x_t.float(), index)
+
+    def predict_eps_cfg(self, x_t: torch.Tensor, index: torch.Tensor, text: TextEmbeddings,
+                        guidance_scale: float) -> torch.Tensor:
+        """Classifier-free guidance: eps_u + w (eps_c - eps_u), one batched UNet call."""
+        both = TextEmbeddings(torch.cat([text.cond, text.uncond]), torch.cat([text.uncond, text.uncond]),
+                              None if text.pooled_cond is None else torch.cat([text.pooled_cond, text.pooled_uncond]),
+                              None if text.pooled_uncond is None else torch.cat([text.pooled_uncond, text.pooled_uncond]))
+        index2 = torch.cat([index, index])
+        height, width = (x_t.shape[-2] * self.downsample, x_t.shape[-1] * self.downsample)
+        added = self._added_conditions_cfg(text, height, width)
+        with self._lora(False, None):
+            output = self.unet(torch.cat([x_t, x_t]).to(self.dtype), index2, both.cond, added_cond_kwargs=added).sample
+        eps = self.model_output_to_eps(output.float(), torch.cat([x_t, x_t]).float(), index2)
+        eps_cond, eps_uncond = eps.chunk(2)
+        return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+    def _added_conditions_cfg(self, text: TextEmbeddings, height: int, width: int) -> dict | None:
+        cond = self._added_conditions(text, height, width, False)
+        if cond is None:
+            return None
+        uncond = self._added_conditions(text, height, width, True)
+        return {key: torch.cat([cond[key], uncond[key]]) for key in cond}
+
+    # -- LoRA source model -------------------------------------------------------------------
+    def add_lora(self, config: LoRAConfig) -> list[nn.Parameter]:
+        """Attach a trainable peft LoRA adapter (and a camera embedding); returns its parameters."""
+        from peft import LoraConfig  # local import: peft is only needed for APFO / VSD
+
+        lora = LoraConfig(r=config.rank, lora_alpha=config.alpha or config.rank, init_lora_weights=True,
+                          target_modules=list(config.target_modules))
+        self.unet.add_adapter(lora, adapter_name="source")
+        self.has_lora = True
+        params = [p for n, p in self.unet.named_parameters() if "lora_" in n]
+        for p in params:
+            p.requires_grad_(True)
+            p.data = p.data.float()
+        if config.camera_conditioning:
+            from diffusers.models.embeddings import TimestepEmbedding
+
+            time_embed_dim = self.unet.time_embedding.linear_2.out_features
+            self.camera_embedding = TimestepEmbedding(16, time_embed_dim).to(self.device_, self.dtype)
+            nn.init.zeros_(self.camera_embedding.linear_2.weight)  # starts as the pretrained model
+            nn.init.zeros_(self.camera_embedding.linear_2.bias)
+            params += list(self.camera_embedding.parameters())
+        return params
+
+    def lora_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the trained parts (LoRA + camera embedding): frozen weights are never checkpointed."""
+        state = {f"unet.{n}": p.detach().cpu() for n, p in self.unet.named_parameters() if "lora_" in n}
+        if self.camera_embedding is not None:
+            state.update({f"camera_embedding.{k}": v.cpu() for k, v in self.camera_embedding.state_dict().items()})
+        return state
+
+    def load_lora_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        params = dict(self.unet.named_parameters())
+        for key, value in state.items():
+            if key.startswith("unet."):
+                params[key[5:]].data.copy_(value)
+            elif key.startswith("camera_embedding.") and self.camera_embedding is not None:
+                self.camera_embedding.state_dict()[key[len("camera_embedding."):]].copy_(value)

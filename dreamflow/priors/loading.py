@@ -1,0 +1,130 @@
+"""Load a prior from a hub id or a local diffusers folder: one function for toy and real weights."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from dreamflow.config import PriorConfig
+from dreamflow.priors.base import DiffusionPrior, ModelNotFoundError
+
+# The models `dreamflow fetch-models` downloads for real runs.
+REAL_MODELS = {
+    "sd21": "stabilityai/stable-diffusion-2-1-base",
+    "sd21-768": "stabilityai/stable-diffusion-2-1",
+    "sdxl-refiner": "stabilityai/stable-diffusion-xl-refiner-1.0",
+}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if name not in dtypes:
+        raise ValueError(f"prior dtype {name!r} is not one of {['auto', *dtypes]}")
+    if device.type == "cpu" and dtypes[name] == torch.float16:
+        warnings.warn("float16 on CPU is slow and inexact; using float32", stacklevel=2)
+        return torch.float32
+    return dtypes[name]
+
+
+def _pipeline_class(model_index: dict | None, pretrained: str):
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline
+
+    name = (model_index or {}).get("_class_name", "")
+    if "XL" in name or "refiner" in pretrained.lower():
+        return StableDiffusionXLImg2ImgPipeline
+    return StableDiffusionPipeline
+
+
+def _read_model_index(pretrained: str, revision: str | None) -> dict:
+    import json
+
+    local = Path(pretrained)
+    if local.exists():
+        index = local / "model_index.json"
+        if not index.exists():
+            raise ModelNotFoundError(f"'{pretrained}' is a folder but has no model_index.json: "
+                                     "it is not a diffusers pipeline folder")
+        return json.loads(index.read_text())
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return json.loads(Path(hf_hub_download(pretrained, "model_index.json", revision=revision,
+                                               local_files_only=not _downloads_allowed())).read_text())
+    except (LocalEntryNotFoundError, OSError, ValueError) as error:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        raise ModelNotFoundError(
+            f"prior '{pretrained}' is neither a local folder nor in the Hugging Face cache ({HF_HUB_CACHE}). "
+            f"Fetch it with `dreamflow fetch-models {pretrained}` on a machine with internet access, "
+            "or point `prior.pretrained` at a local diffusers folder.") from error
+
+
+def _downloads_allowed() -> bool:
+    # Offline-first: never download silently (tests, cluster nodes). Opt in explicitly.
+    return os.environ.get("DREAMFLOW_ALLOW_DOWNLOAD", "0") == "1"
+
+
+def load_prior(config: PriorConfig, device: str | torch.device = "auto") -> DiffusionPrior:
+    """Load the prior `config.pretrained` (hub id or folder) into the matching prior class."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    from dreamflow.priors.sd2 import StableDiffusion2Prior
+    from dreamflow.priors.sdxl_refiner import SDXLRefinerPrior
+
+    device = resolve_device(device) if isinstance(device, str) else device
+    dtype = resolve_dtype(config.dtype, device)
+    if config.architecture_only:
+        from dreamflow.priors.architecture import build_architecture_only
+
+        pipe = build_architecture_only(config.pretrained)
+    else:
+        model_index = _read_model_index(config.pretrained, config.revision)
+        cls = _pipeline_class(model_index, config.pretrained)
+        extra = {"safety_checker": None, "requires_safety_checker": False} if "safety_checker" in model_index else {}
+        pipe = cls.from_pretrained(config.pretrained, revision=config.revision, torch_dtype=torch.float32,
+                                   local_files_only=not _downloads_allowed(), **extra)
+    prior_cls = SDXLRefinerPrior if isinstance(pipe, StableDiffusionXLImg2ImgPipeline) else StableDiffusion2Prior
+    key = f"{config.pretrained}@{config.revision}:{_fingerprint(config)}"
+    return prior_cls(pipe, config, device, dtype, model_key=key)
+
+
+def _fingerprint(config: PriorConfig) -> str:
+    """Identifies the text encoder weights, so a retrained local model never reuses stale embeddings."""
+    import hashlib
+
+    if config.architecture_only:
+        return "architecture-only"
+    folder = Path(config.pretrained)
+    if not folder.exists():
+        return "hub"  # the revision pins the weights
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("text_encoder*/*")) + sorted(folder.glob("tokenizer*/*")):
+        if path.is_file():
+            with path.open("rb") as stream:
+                digest.update(path.name.encode() + stream.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
+def fetch_models(names: list[str], cache_dir: str | None = None) -> list[str]:
+    """Download real priors into the Hugging Face cache (needs internet)."""
+    from huggingface_hub import snapshot_download
+
+    paths = []
+    for name in names or list(REAL_MODELS):
+        repo = REAL_MODELS.get(name, name)
+        paths.append(snapshot_download(repo, cache_dir=cache_dir, allow_patterns=[
+            "model_index.json", "*/config.json", "*.json", "*.txt", "*.safetensors"],
+            ignore_patterns=["*.fp16.*", "*ema*", "*.bin", "*.ckpt"]))
+    return paths

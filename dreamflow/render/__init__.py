@@ -1,0 +1,1 @@
+"""Cameras, volume rendering and rasterisation."""

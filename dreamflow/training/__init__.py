@@ -1,0 +1,1 @@
+"""The one training loop every stage uses, with checkpoints, resume and the NaN guard."""

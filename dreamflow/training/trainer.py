@@ -1,0 +1,168 @@
+"""The optimisation loop shared by all three stages: one loop, the guidance method is a config value."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from dreamflow.config import RunConfig, StageConfig, to_dict
+from dreamflow.guidance import Guidance
+from dreamflow.priors.base import DiffusionPrior
+from dreamflow.render.cameras import sample_cameras
+from dreamflow.render.volume import RenderOutput, choose_shading
+from dreamflow.training.checkpoint import load_checkpoint, save_checkpoint
+from dreamflow.training.logger import RunLogger
+
+NAN_INJECTION_ENV = "DREAMFLOW_INJECT_NAN_AT_STEP"  # fault injection for the NaN-guard tests
+
+
+class NonFiniteError(RuntimeError):
+    """The loss or the parameters became NaN/Inf; the last good checkpoint was kept."""
+
+
+class StageModel(nn.Module):
+    """What a stage optimises: a NeRF (stage 1) or a textured mesh (stages 2-3)."""
+
+    def param_groups(self, stage: StageConfig) -> list[dict]:
+        raise NotImplementedError
+
+    def render(self, cameras, resolution: int, shading: str = "albedo",
+               generator: torch.Generator | None = None) -> RenderOutput:
+        raise NotImplementedError
+
+    def before_step(self, step: int, generator: torch.Generator) -> dict[str, float]:
+        return {}
+
+    def regularisers(self, stage: StageConfig, output: RenderOutput) -> dict[str, torch.Tensor]:
+        return {}
+
+    def backend(self) -> dict[str, str]:
+        return {}
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@dataclass
+class StageResult:
+    steps: int
+    seconds: float
+    resumed_from: int
+    checkpoint: Path
+
+
+class StageTrainer:
+    """Optimise `model` with `guidance` for one stage, checkpointing atomically and resuming."""
+
+    def __init__(self, stage: str, model: StageModel, prior: DiffusionPrior, guidance: Guidance, config: RunConfig,
+                 prompt: str, out_dir: str | Path, logger: RunLogger, seed: int):
+        self.stage = stage
+        self.stage_config: StageConfig = getattr(config, stage)
+        self.model = model
+        self.prior = prior
+        self.guidance = guidance
+        self.config = config
+        self.prompt = prompt
+        self.out_dir = Path(out_dir)
+        self.logger = logger
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.optimizer = torch.optim.Adam(model.param_groups(self.stage_config), betas=(0.9, 0.99), eps=1e-15)
+        self.checkpoint_path = self.out_dir / "ckpt.pt"
+        self.step = 0
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"stage": self.stage, "step": self.step, "prompt": self.prompt, "seed": self.seed,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "guidance": self.guidance.state_dict(), "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "config": to_dict(self.config), "backend": self.model.backend()}
+
+    def save(self) -> None:
+        save_checkpoint(self.state(), self.checkpoint_path)
+
+    def try_resume(self) -> int:
+        if not self.checkpoint_path.exists():
+            return 0
+        state = load_checkpoint(self.checkpoint_path)
+        if state.get("stage") != self.stage or state.get("prompt") != self.prompt:
+            raise RuntimeError(f"checkpoint '{self.checkpoint_path}' belongs to stage {state.get('stage')!r} / prompt "
+                               f"{state.get('prompt')!r}, not this run; delete it or choose another output folder")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.guidance.load_state_dict(state["guidance"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step = int(state["step"])
+        return self.step
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def check_finite(self, loss: torch.Tensor) -> None:
+        injected = os.environ.get(NAN_INJECTION_ENV)
+        if injected is not None and int(injected) == self.step:
+            loss = loss * float("nan")
+        bad = not torch.isfinite(loss).item() or any(
+            not torch.isfinite(p).all() for group in self.optimizer.param_groups for p in group["params"])
+        if bad:
+            last = self.step - self.step % self.stage_config.checkpoint_every
+            raise NonFiniteError(
+                f"{self.stage}: non-finite loss or parameters at step {self.step} for prompt {self.prompt!r}; "
+                f"stopped. The last good checkpoint ({self.checkpoint_path}, step {last if self.checkpoint_path.exists() else 'none'}) "
+                "is kept. Lower the learning rate or guidance scale, or set guidance.grad_clip.")
+
+    def train_step(self) -> dict[str, float]:
+        c = self.stage_config
+        info = self.model.before_step(self.step, self.generator)
+        cameras = sample_cameras(self.config.camera, c.batch_size, self.generator)
+        shading = choose_shading(self.config.shading, self.step, self.generator)
+        output = self.model.render(cameras.to(self.prior.device_), c.resolution, shading, self.generator)
+        images = output.rgb.permute(0, 3, 1, 2)
+        latents = self.prior.encode_images(images)
+        text = self.prior.text_embeddings(self.prompt, cameras)
+        guided = self.guidance(latents, text, cameras.conditioning(), self.step)
+        regularisers = self.model.regularisers(c, output)
+        loss = guided.loss + sum(regularisers.values(), torch.zeros((), device=latents.device))
+        self.check_finite(loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.check_finite(loss.detach())
+        metrics = {"loss": loss.item(), "loss_guidance": guided.loss.item(), **guided.info, **info,
+                   **{f"loss_{k}": v.item() for k, v in regularisers.items()},
+                   "opacity": output.opacity.mean().item(), "shading": ("albedo", "diffuse", "textureless").index(shading)}
+        return metrics
+
+    def run(self) -> StageResult:
+        resumed = self.try_resume()
+        iterations = self.stage_config.iterations
+        start_time = time.time()
+        progress = tqdm(range(resumed, iterations), initial=resumed, total=iterations,
+                        desc=f"{self.stage} {self.guidance.config.method} {self.prompt[:40]!r}",
+                        disable=os.environ.get("DREAMFLOW_NO_PROGRESS") == "1")
+        for self.step in progress:
+            metrics = self.train_step()
+            done = self.step + 1
+            if done % self.stage_config.log_every == 0 or done == iterations:
+                metrics["seconds"] = time.time() - start_time
+                self.logger.log(metrics, done)
+                progress.set_postfix(loss=f"{metrics['loss']:.3g}", t=f"{metrics.get('t', math.nan):.2f}")
+            self.step = done
+            if done % self.stage_config.checkpoint_every == 0 or done == iterations:
+                self.save()
+        if resumed >= iterations:
+            self.step = iterations
+        return StageResult(iterations - resumed, time.time() - start_time, resumed, self.checkpoint_path)

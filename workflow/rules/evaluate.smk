@@ -1,0 +1,32 @@
+# Per-asset evaluation: CLIP score over rendered views, toy ground-truth metrics, timings, back end.
+
+
+rule evaluate:
+    input:
+        config=RESULTS + "/{suite}/run_config.yaml",
+        prompt=RESULTS + "/{suite}/prompts/{slug}.txt",
+        suite_prompts=config["prompts"],
+        stage1=ASSET + "/stage1/ckpt.pt",
+        stage2=ASSET + "/stage2/ckpt.pt",
+        stage3=ASSET + "/stage3/mesh.glb",
+        benchmarks=[BENCH + f"/{step}.tsv" for step in ("stage1", "extract_mesh", "stage2", "stage3")],
+    output:
+        metrics=ASSET + "/metrics.json",
+    params:
+        asset=lambda wildcards, input: str(Path(input.stage1).parent.parent),
+        clip_model=config["evaluate"]["clip_model"],
+        clip_pretrained=config["evaluate"]["clip_pretrained"],
+        views=config["evaluate"]["views"],
+    log:
+        LOGS + "/evaluate.log",
+    benchmark:
+        BENCH + "/evaluate.tsv"
+    threads: 1
+    resources:
+        mem_mb=resources_of("evaluate", "mem_mb"),
+        runtime=resources_of("evaluate", "runtime"),
+    shell:
+        "OMP_NUM_THREADS={threads} dreamflow evaluate --config {input.config} --prompt-file {input.prompt}"
+        " --method {wildcards.method} --seed {wildcards.seed} --asset {params.asset} --out {output.metrics}"
+        " --clip-model {params.clip_model} --clip-pretrained {params.clip_pretrained} --views {params.views}"
+        " --suite-prompts {input.suite_prompts} --benchmarks {input.benchmarks} > {log} 2>&1"

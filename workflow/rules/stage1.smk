@@ -1,0 +1,26 @@
+# Stage 1: hash-grid NeRF optimised with the base prior (paper: 256 px, SD 2.1).
+
+
+rule stage1:
+    input:
+        config=RESULTS + "/{suite}/run_config.yaml",
+        prompt=RESULTS + "/{suite}/prompts/{slug}.txt",
+    output:
+        ckpt=ASSET + "/stage1/ckpt.pt",
+        preview=report(ASSET + "/stage1/preview.png", category="Stage 1", labels={"method": "{method}", "prompt": "{slug}", "seed": "{seed}"}),
+        turntable=ASSET + "/stage1/turntable.gif",
+    params:
+        out=lambda wildcards, output: str(Path(output.ckpt).parent),
+        wandb=wandb_args,
+    log:
+        LOGS + "/stage1.log",
+    benchmark:
+        BENCH + "/stage1.tsv"
+    threads: threads_of("stage1")
+    resources:
+        mem_mb=resources_of("stage1", "mem_mb"),
+        runtime=resources_of("stage1", "runtime"),
+    shell:
+        "OMP_NUM_THREADS={threads} DREAMFLOW_NO_PROGRESS=1 dreamflow stage1 --config {input.config}"
+        " --prompt-file {input.prompt} --method {wildcards.method} --seed {wildcards.seed}"
+        " --out {params.out} {params.wandb} > {log} 2>&1"

@@ -1,0 +1,28 @@
+# Stage 2: the extracted mesh optimised with the base prior (paper: 512 px, APFO t 0.5 -> 0.1).
+
+
+rule stage2:
+    input:
+        config=RESULTS + "/{suite}/run_config.yaml",
+        prompt=RESULTS + "/{suite}/prompts/{slug}.txt",
+        mesh=ASSET + "/mesh/coarse.obj",
+        init=ASSET + "/stage1/ckpt.pt",
+    output:
+        ckpt=ASSET + "/stage2/ckpt.pt",
+        mesh=ASSET + "/stage2/mesh.glb",
+        preview=report(ASSET + "/stage2/preview.png", category="Stage 2", labels={"method": "{method}", "prompt": "{slug}", "seed": "{seed}"}),
+    params:
+        out=lambda wildcards, output: str(Path(output.ckpt).parent),
+        wandb=wandb_args,
+    log:
+        LOGS + "/stage2.log",
+    benchmark:
+        BENCH + "/stage2.tsv"
+    threads: threads_of("stage2")
+    resources:
+        mem_mb=resources_of("stage2", "mem_mb"),
+        runtime=resources_of("stage2", "runtime"),
+    shell:
+        "OMP_NUM_THREADS={threads} DREAMFLOW_NO_PROGRESS=1 dreamflow stage2 --config {input.config}"
+        " --prompt-file {input.prompt} --method {wildcards.method} --seed {wildcards.seed}"
+        " --init {input.init} --mesh {input.mesh} --out {params.out} {params.wandb} > {log} 2>&1"

@@ -1,0 +1,30 @@
+# Stage 3: mesh refined with the refiner prior (paper: SDXL refiner, 1024 px); textured export.
+
+
+rule stage3:
+    input:
+        config=RESULTS + "/{suite}/run_config.yaml",
+        prompt=RESULTS + "/{suite}/prompts/{slug}.txt",
+        init=ASSET + "/stage2/ckpt.pt",
+    output:
+        ckpt=ASSET + "/stage3/ckpt.pt",
+        mesh=ASSET + "/stage3/mesh.glb",
+        obj=ASSET + "/stage3/mesh.obj",
+        preview=report(ASSET + "/stage3/preview.png", category="Stage 3", labels={"method": "{method}", "prompt": "{slug}", "seed": "{seed}"}),
+        turntable=report(ASSET + "/stage3/turntable.gif", category="Turntables", labels={"method": "{method}", "prompt": "{slug}", "seed": "{seed}"}),
+        views=directory(ASSET + "/stage3/views"),
+    params:
+        out=lambda wildcards, output: str(Path(output.ckpt).parent),
+        wandb=wandb_args,
+    log:
+        LOGS + "/stage3.log",
+    benchmark:
+        BENCH + "/stage3.tsv"
+    threads: threads_of("stage3")
+    resources:
+        mem_mb=resources_of("stage3", "mem_mb"),
+        runtime=resources_of("stage3", "runtime"),
+    shell:
+        "OMP_NUM_THREADS={threads} DREAMFLOW_NO_PROGRESS=1 dreamflow stage3 --config {input.config}"
+        " --prompt-file {input.prompt} --method {wildcards.method} --seed {wildcards.seed}"
+        " --init {input.init} --out {params.out} {params.wandb} > {log} 2>&1"
