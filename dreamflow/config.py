@@ -211,6 +211,11 @@ def _coerce(value: Any, annotation: Any, path: str) -> Any:
             raise ConfigError(f"config key '{path}' must have {len(args)} items, got {len(value)}: {value!r}")
         return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if annotation is float:
+        if isinstance(value, str):  # PyYAML reads 1e4 / 1.0e4 (no sign) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{path}' must be a number, got {value!r}")
         return float(value)

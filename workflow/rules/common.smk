@@ -1,6 +1,8 @@
 # Shared helpers: config validation, the prompt table, output paths and resources.
-import yaml
+import os
 from pathlib import Path
+
+import yaml
 
 from snakemake.utils import validate
 
@@ -12,9 +14,26 @@ validate(config, "../schemas/config.schema.yaml")
 SUITE = config["suite"]
 RESULTS = config["results_dir"]
 PROMPTS = prompt_table(config["prompts"])  # slug -> prompt; errors name the bad line
-ASSET = RESULTS + "/{suite}/{method}/{slug}/seed{seed}"
-BENCH = "benchmarks/{suite}/{method}/{slug}/seed{seed}"
-LOGS = "logs/{suite}/{method}/{slug}/seed{seed}"
+ASSET = os.path.join(RESULTS, "{suite}", "{method}", "{slug}", "seed{seed}")
+CONDA_ENV = "../envs/dreamflow.yaml"
+
+
+def suite_file(name):
+    """results/{suite}/NAME"""
+    return os.path.join(RESULTS, "{suite}", name)
+
+
+def asset(name):
+    """results/{suite}/{method}/{slug}/seed{seed}/NAME"""
+    return os.path.join(ASSET, name)
+
+
+def bench(step):
+    return os.path.join("benchmarks", "{suite}", "{method}", "{slug}", "seed{seed}", f"{step}.tsv")
+
+
+def logfile(step):
+    return os.path.join("logs", "{suite}", "{method}", "{slug}", "seed{seed}", f"{step}.log")
 
 
 wildcard_constraints:
@@ -59,23 +78,19 @@ def threads_of(rule_name):
 def wandb_args(wildcards):
     w = config["wandb"]
     args = f"--wandb-mode {w['mode']} --wandb-project {w['project']} --wandb-group {wildcards.suite} "
-    args += f"--wandb-dir {RESULTS}/{wildcards.suite} --wandb-tags seed{wildcards.seed}"
+    args += f"--wandb-dir {os.path.join(RESULTS, wildcards.suite)} --wandb-tags seed{wildcards.seed}"
     if w.get("entity"):
         args += f" --wandb-entity {w['entity']}"
     return args
 
 
 def suite_targets():
-    return [
-        f"{RESULTS}/{SUITE}/summary.csv",
-        f"{RESULTS}/{SUITE}/summary.md",
-        f"{RESULTS}/{SUITE}/report.html",
-    ]
+    return [os.path.join(RESULTS, SUITE, name) for name in ("summary.csv", "summary.md", "report.html")]
 
 
 def all_metrics(wildcards):
     return expand(
-        ASSET + "/metrics.json",
+        asset("metrics.json"),
         suite=wildcards.suite,
         method=config["methods"],
         slug=list(PROMPTS),

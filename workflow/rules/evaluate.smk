@@ -3,24 +3,26 @@
 
 rule evaluate:
     input:
-        config=RESULTS + "/{suite}/run_config.yaml",
-        prompt=RESULTS + "/{suite}/prompts/{slug}.txt",
+        config=suite_file("run_config.yaml"),
+        prompt=suite_file("prompts/{slug}.txt"),
         suite_prompts=config["prompts"],
-        stage1=ASSET + "/stage1/ckpt.pt",
-        stage2=ASSET + "/stage2/ckpt.pt",
-        stage3=ASSET + "/stage3/mesh.glb",
-        benchmarks=[BENCH + f"/{step}.tsv" for step in ("stage1", "extract_mesh", "stage2", "stage3")],
+        stage1=asset("stage1/ckpt.pt"),
+        stage2=asset("stage2/ckpt.pt"),
+        stage3=asset("stage3/mesh.glb"),
+        benchmarks=[bench(step) for step in ("stage1", "extract_mesh", "stage2", "stage3")],
     output:
-        metrics=ASSET + "/metrics.json",
+        metrics=asset("metrics.json"),
     params:
         asset=lambda wildcards, input: str(Path(input.stage1).parent.parent),
         clip_model=config["evaluate"]["clip_model"],
         clip_pretrained=config["evaluate"]["clip_pretrained"],
         views=config["evaluate"]["views"],
+    conda:
+        CONDA_ENV
     log:
-        LOGS + "/evaluate.log",
+        logfile("evaluate"),
     benchmark:
-        BENCH + "/evaluate.tsv"
+        bench("evaluate")
     threads: 1
     resources:
         mem_mb=resources_of("evaluate", "mem_mb"),

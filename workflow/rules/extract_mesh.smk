@@ -3,15 +3,17 @@
 
 rule extract_mesh:
     input:
-        config=RESULTS + "/{suite}/run_config.yaml",
-        ckpt=ASSET + "/stage1/ckpt.pt",
+        config=suite_file("run_config.yaml"),
+        ckpt=asset("stage1/ckpt.pt"),
     output:
-        mesh=ASSET + "/mesh/coarse.obj",
-        report=ASSET + "/mesh/extract.json",
+        mesh=asset("mesh/coarse.obj"),
+        report=asset("mesh/extract.json"),
+    conda:
+        CONDA_ENV
     log:
-        LOGS + "/extract_mesh.log",
+        logfile("extract_mesh"),
     benchmark:
-        BENCH + "/extract_mesh.tsv"
+        bench("extract_mesh")
     threads: 1
     resources:
         mem_mb=resources_of("extract_mesh", "mem_mb"),

@@ -9,25 +9,29 @@ localrules:
 
 rule run_config:
     output:
-        RESULTS + "/{suite}/run_config.yaml",
+        suite_file("run_config.yaml"),
     params:
-        pipeline=RUN_CONFIG,
+        value=RUN_CONFIG,
+    conda:
+        CONDA_ENV
     log:
         "logs/{suite}/run_config.log",
     benchmark:
         "benchmarks/{suite}/run_config.tsv"
-    run:
-        Path(output[0]).write_text(yaml.safe_dump(params.pipeline, sort_keys=False))
+    script:
+        "../scripts/write_param.py"
 
 
 rule prompt_text:
     output:
-        RESULTS + "/{suite}/prompts/{slug}.txt",
+        suite_file("prompts/{slug}.txt"),
     params:
-        prompt=lambda wildcards: PROMPTS[wildcards.slug],
+        value=lambda wildcards: PROMPTS[wildcards.slug],
+    conda:
+        CONDA_ENV
     log:
         "logs/{suite}/prompts/{slug}.log",
     benchmark:
         "benchmarks/{suite}/prompts/{slug}.tsv"
-    run:
-        Path(output[0]).write_text(params.prompt + "\n", encoding="utf-8")
+    script:
+        "../scripts/write_param.py"

@@ -3,19 +3,21 @@
 
 rule stage1:
     input:
-        config=RESULTS + "/{suite}/run_config.yaml",
-        prompt=RESULTS + "/{suite}/prompts/{slug}.txt",
+        config=suite_file("run_config.yaml"),
+        prompt=suite_file("prompts/{slug}.txt"),
     output:
-        ckpt=ASSET + "/stage1/ckpt.pt",
-        preview=report(ASSET + "/stage1/preview.png", category="Stage 1", labels={"method": "{method}", "prompt": "{slug}", "seed": "{seed}"}),
-        turntable=ASSET + "/stage1/turntable.gif",
+        ckpt=asset("stage1/ckpt.pt"),
+        preview=report(asset("stage1/preview.png"), category="Stage 1", labels={"method": "{method}", "prompt": "{slug}", "seed": "{seed}"}),
+        turntable=asset("stage1/turntable.gif"),
     params:
         out=lambda wildcards, output: str(Path(output.ckpt).parent),
         wandb=wandb_args,
+    conda:
+        CONDA_ENV
     log:
-        LOGS + "/stage1.log",
+        logfile("stage1"),
     benchmark:
-        BENCH + "/stage1.tsv"
+        bench("stage1")
     threads: threads_of("stage1")
     resources:
         mem_mb=resources_of("stage1", "mem_mb"),

@@ -3,21 +3,23 @@
 
 rule stage2:
     input:
-        config=RESULTS + "/{suite}/run_config.yaml",
-        prompt=RESULTS + "/{suite}/prompts/{slug}.txt",
-        mesh=ASSET + "/mesh/coarse.obj",
-        init=ASSET + "/stage1/ckpt.pt",
+        config=suite_file("run_config.yaml"),
+        prompt=suite_file("prompts/{slug}.txt"),
+        mesh=asset("mesh/coarse.obj"),
+        init=asset("stage1/ckpt.pt"),
     output:
-        ckpt=ASSET + "/stage2/ckpt.pt",
-        mesh=ASSET + "/stage2/mesh.glb",
-        preview=report(ASSET + "/stage2/preview.png", category="Stage 2", labels={"method": "{method}", "prompt": "{slug}", "seed": "{seed}"}),
+        ckpt=asset("stage2/ckpt.pt"),
+        mesh=asset("stage2/mesh.glb"),
+        preview=report(asset("stage2/preview.png"), category="Stage 2", labels={"method": "{method}", "prompt": "{slug}", "seed": "{seed}"}),
     params:
         out=lambda wildcards, output: str(Path(output.ckpt).parent),
         wandb=wandb_args,
+    conda:
+        CONDA_ENV
     log:
-        LOGS + "/stage2.log",
+        logfile("stage2"),
     benchmark:
-        BENCH + "/stage2.tsv"
+        bench("stage2")
     threads: threads_of("stage2")
     resources:
         mem_mb=resources_of("stage2", "mem_mb"),

@@ -3,23 +3,25 @@
 
 rule stage3:
     input:
-        config=RESULTS + "/{suite}/run_config.yaml",
-        prompt=RESULTS + "/{suite}/prompts/{slug}.txt",
-        init=ASSET + "/stage2/ckpt.pt",
+        config=suite_file("run_config.yaml"),
+        prompt=suite_file("prompts/{slug}.txt"),
+        init=asset("stage2/ckpt.pt"),
     output:
-        ckpt=ASSET + "/stage3/ckpt.pt",
-        mesh=ASSET + "/stage3/mesh.glb",
-        obj=ASSET + "/stage3/mesh.obj",
-        preview=report(ASSET + "/stage3/preview.png", category="Stage 3", labels={"method": "{method}", "prompt": "{slug}", "seed": "{seed}"}),
-        turntable=report(ASSET + "/stage3/turntable.gif", category="Turntables", labels={"method": "{method}", "prompt": "{slug}", "seed": "{seed}"}),
-        views=directory(ASSET + "/stage3/views"),
+        ckpt=asset("stage3/ckpt.pt"),
+        mesh=asset("stage3/mesh.glb"),
+        obj=asset("stage3/mesh.obj"),
+        preview=report(asset("stage3/preview.png"), category="Stage 3", labels={"method": "{method}", "prompt": "{slug}", "seed": "{seed}"}),
+        turntable=report(asset("stage3/turntable.gif"), category="Turntables", labels={"method": "{method}", "prompt": "{slug}", "seed": "{seed}"}),
+        views=directory(asset("stage3/views")),
     params:
         out=lambda wildcards, output: str(Path(output.ckpt).parent),
         wandb=wandb_args,
+    conda:
+        CONDA_ENV
     log:
-        LOGS + "/stage3.log",
+        logfile("stage3"),
     benchmark:
-        BENCH + "/stage3.tsv"
+        bench("stage3")
     threads: threads_of("stage3")
     resources:
         mem_mb=resources_of("stage3", "mem_mb"),

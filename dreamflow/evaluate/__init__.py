@@ -1,0 +1,1 @@
+"""Evaluation: CLIP score / R-precision (open_clip), toy ground-truth metrics, suite reports."""

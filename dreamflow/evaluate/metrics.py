@@ -1,0 +1,101 @@
+"""`dreamflow evaluate`: one asset's metrics.json (CLIP, toy ground truth, timings, back end)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from dreamflow.config import RunConfig
+from dreamflow.geometry.mesh import TexturedMesh
+from dreamflow.prompts import read_prompts
+from dreamflow.render.cameras import orbit_cameras
+from dreamflow.toyworld.scenes import parse_toy_prompt
+from dreamflow.training.checkpoint import atomic_write_bytes, load_checkpoint
+
+
+def read_benchmark(path: str | Path) -> dict[str, float]:
+    """Snakemake's benchmark TSV: wall seconds and peak memory of one rule's job."""
+    with open(path) as stream:
+        rows = list(csv.DictReader(stream, delimiter="\t"))
+    if not rows:
+        return {}
+    row = rows[-1]
+    as_float = lambda key: float(row[key]) if row.get(key) not in (None, "", "-", "NA") else float("nan")  # noqa: E731
+    return {"seconds": as_float("s"), "max_rss_mb": as_float("max_rss"), "cpu_time": as_float("cpu_time")}
+
+
+@torch.no_grad()
+def clip_similarities(images: torch.Tensor, prompts: list[str], model_name: str, pretrained: str) -> torch.Tensor:
+    """Cosine similarity [views, prompts] between renders [B,H,W,3] and prompts."""
+    from dreamflow.evaluate.toy_clip import load_clip
+
+    model, preprocess, tokenizer = load_clip(model_name, pretrained)
+    pixels = (images.clamp(0, 1) * 255).round().byte().cpu().numpy()
+    batch = torch.stack([preprocess(Image.fromarray(p)) for p in pixels])
+    image_features = torch.nn.functional.normalize(model.encode_image(batch), dim=-1)
+    text_features = torch.nn.functional.normalize(model.encode_text(tokenizer(prompts)), dim=-1)
+    return image_features @ text_features.T
+
+
+@torch.no_grad()
+def evaluate_asset(config: RunConfig, prompt: str, asset: Path, out: str | Path, clip_model: str, clip_pretrained: str,
+                   views: int, benchmarks: list[str], method: str | None = None,
+                   suite_prompts: str | None = None) -> dict:
+    from dreamflow.evaluate.toy_metrics import chamfer_distance, held_out_cameras, image_metrics
+    from dreamflow.training.stage1 import load_nerf
+
+    metrics: dict = {"prompt": prompt, "method": method or config.guidance.method, "seed": config.seed,
+                     "asset": str(asset), "status": "ok"}
+    stage3_state = load_checkpoint(asset / "stage3" / "ckpt.pt")
+    final = TexturedMesh.from_stage2(stage3_state, config).eval()
+    metrics["backend"] = {**load_checkpoint(asset / "stage1" / "ckpt.pt").get("backend", {}),
+                          **stage3_state.get("backend", {})}
+    resolution = config.stage3.resolution
+    renders = final.render_views(orbit_cameras(config.camera, views), resolution)
+    prompts = read_prompts(suite_prompts) if suite_prompts else [prompt]
+    if prompt not in prompts:
+        prompts.append(prompt)
+    similarity = clip_similarities(renders.rgb, prompts, clip_model, clip_pretrained).mean(0)
+    metrics["clip_model"] = f"{clip_model}:{Path(clip_pretrained).name}"
+    metrics["clip_score"] = 100 * float(similarity[prompts.index(prompt)])
+    metrics["clip_rank"] = int((similarity > similarity[prompts.index(prompt)]).sum()) + 1
+    metrics["clip_similarities"] = {p: float(s) for p, s in zip(prompts, similarity)}
+    scene = parse_toy_prompt(prompt)
+    if scene is not None:
+        cameras = held_out_cameras(config.camera)
+        nerf = load_nerf(asset / "stage1" / "ckpt.pt", config)
+        out1 = nerf.render_views(cameras, config.stage1.resolution)
+        stage2 = TexturedMesh.from_stage2(load_checkpoint(asset / "stage2" / "ckpt.pt"), config).eval()
+        per_stage = {
+            "stage1": image_metrics(scene, cameras, out1.opacity, out1.albedo, config.stage1.resolution),
+            "stage2": image_metrics(scene, cameras, *_mesh_views(stage2, cameras, config.stage2.resolution),
+                                    config.stage2.resolution),
+            "stage3": image_metrics(scene, cameras, *_mesh_views(final, cameras, resolution), resolution),
+        }
+        per_stage["stage2"] |= chamfer_distance(stage2.to_trimesh(), scene)
+        per_stage["stage3"] |= chamfer_distance(final.to_trimesh(), scene)
+        coarse = asset / "mesh" / "coarse.obj"
+        if coarse.exists():
+            import trimesh
+
+            per_stage["stage1"] |= chamfer_distance(trimesh.load(coarse, process=False, force="mesh"), scene)
+        metrics["toy"] = per_stage
+        for stage, values in per_stage.items():
+            for key, value in values.items():
+                metrics[f"{stage}_{key}"] = value
+    timings = {Path(b).stem: read_benchmark(b) for b in benchmarks if Path(b).exists()}
+    metrics["timings"] = timings
+    metrics["seconds_total"] = sum(t.get("seconds", 0.0) for t in timings.values())
+    for step, values in timings.items():
+        metrics[f"seconds_{step}"] = values.get("seconds")
+    atomic_write_bytes(out, lambda stream: stream.write(json.dumps(metrics, indent=2).encode()))
+    return metrics
+
+
+def _mesh_views(model: TexturedMesh, cameras, resolution: int):
+    output = model.render_views(cameras, resolution)
+    return output.opacity, output.albedo
