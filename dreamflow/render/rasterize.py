@@ -6,10 +6,9 @@ convention (row 0 at the top, as the volume renderer). Vertex positions get grad
 the perspective-correct barycentrics (interior) and through silhouette antialiasing:
 * nvdiffrast: its analytic `antialias` of the shaded image;
 * torch: soft coverage of the pixel centre by the triangles seen in its 3x3 neighbourhood,
-  box-filter coverage clamp(0.5 + d / (2 sigma)) of the pixel centre at signed distance d from the
-  triangle, combined as 1 - prod(1 - c) over the triangles in its 3x3 neighbourhood, for pixels
-  just outside the silhouette (covered pixels are opaque); they take the nearest triangle's
-  attributes. No pure-PyTorch equivalent of
+  box-filter coverage clamp(0.5 + d / (2 sigma)) of the pixel centre at signed distance d from each
+  visible triangle in its 3x3 neighbourhood, summed and clamped to 1; pixels just outside the
+  silhouette take the nearest triangle's attributes. No pure-PyTorch equivalent of
   nvdiffrast's analytic antialiasing exists; this soft edge is our own scheme.
 """
 
@@ -179,10 +178,10 @@ class TorchRasterizer:
         inward = (edges * orient) / lengths.clamp(min=1e-6)  # signed pixel distance to each edge, + inside
         distance = inward.min(dim=-1).values  # > 0 inside the triangle
         coverage = (0.5 + distance / (2 * self.sigma)).clamp(0, 1) * unique  # box filter of a straight edge
-        soft = 1 - torch.prod(1 - coverage, dim=-1, keepdim=True)
-        # Covered pixels are opaque; only the band just outside the silhouette is fractional, so
-        # shared interior edges never dip and the silhouette still moves with the vertices.
-        alpha = torch.where((face_id >= 0)[..., None], torch.ones_like(soft), soft)
+        # Summed, not multiplied: across a shared interior edge the two triangles' coverages add to 1
+        # (no dip); at the silhouette one triangle gives 0.5 +- d, continuous as the pixel centre
+        # crosses the edge, so the image is continuous in the vertex positions.
+        alpha = coverage.sum(-1, keepdim=True).clamp(max=1.0)
         nearest = sorted_ids.gather(-1, coverage.detach().argmax(-1, keepdim=True))[..., 0]
         nearest = torch.where(coverage.detach().max(-1).values > 1e-4, nearest, torch.full_like(nearest, -1))
         return alpha, torch.where(face_id >= 0, face_id, nearest)

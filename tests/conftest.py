@@ -1,0 +1,28 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("DREAMFLOW_NO_PROGRESS", "1")
+os.environ.setdefault("WANDB_SILENT", "true")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+TOY_PRIOR = ROOT / "models" / "toy-sd21"
+TOY_REFINER = ROOT / "models" / "toy-sdxl-refiner"
+TOY_CLIP = ROOT / "models" / "toy-clip" / "open_clip_model.safetensors"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Each test gets its own text-embedding cache (tests of the cache itself share one on purpose)."""
+    monkeypatch.setenv("DREAMFLOW_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def toy_prior():
+    from dreamflow.config import PriorConfig
+    from dreamflow.priors import load_prior
+
+    return load_prior(PriorConfig(pretrained=str(TOY_PRIOR)), "cpu")

@@ -1,0 +1,61 @@
+import pytest
+
+from dreamflow.config import ConfigError, load_config
+from dreamflow.prompts import PromptFileError, read_prompts, slugify
+
+
+def test_toy_config_loads_and_resolves_stage_guidance():
+    config = load_config("config/toy.yaml")
+    assert config.stage1.resolution == 32
+    stage2 = config.guidance_for("stage2")
+    assert (stage2.t_max, stage2.t_min) == (0.5, 0.1)
+
+
+def test_paper_config_pipeline_block_loads():
+    config = load_config("config/paper.yaml")
+    assert config.stage1.resolution == 256 and config.stage3.resolution == 1024
+    assert config.guidance_for("stage1").t_max == 1.0 and config.guidance_for("stage1").t_min == 0.2
+    assert config.stage2.laplacian_weight == 1.0e4  # written 1.0e4, which PyYAML reads as a string
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ({"stage1.iteratons": 3}, "unknown config key(s) ['iteratons'] in 'stage1'"),
+    ({"stage1.iterations": "many"}, "'stage1.iterations' must be an integer"),
+    ({"guidance.method": "dds"}, "'guidance.method' is 'dds'"),
+    ({"stage2.t_min": 0.9}, "'stage2' timestep range"),
+    ({"camera.fovy_range": [40]}, "'camera.fovy_range' must have 2 items"),
+])
+def test_bad_config_values_name_the_key(override, fragment):
+    with pytest.raises(ConfigError) as error:
+        load_config("config/toy.yaml", override)
+    assert fragment in str(error.value)
+
+
+def test_prompt_file_tolerates_bom_crlf_comments_and_blank_lines(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_bytes("\ufeff# comment\r\na red cube\r\n\r\n  a  blue   sphere \r\n".encode("utf-8"))
+    assert read_prompts(path) == ["a red cube", "a blue sphere"]
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("", "has no prompts"),
+    ("# only a comment\n\n   \n", "has no prompts"),
+    ("a red cube\na blue sphere\na red  cube\n", "duplicate prompt 'a red cube' (first on line 1)"),
+    ("x" * 2001 + "\n", "the limit is 2000"),
+])
+def test_prompt_file_errors_are_clear(tmp_path, content, fragment):
+    path = tmp_path / "p.txt"
+    path.write_text(content)
+    with pytest.raises(PromptFileError) as error:
+        read_prompts(path)
+    assert fragment in str(error.value)
+
+
+def test_slugs_are_safe_unique_and_bounded():
+    hostile = ["a red cube", "A red cube", "a/red/../cube", "../../etc/passwd", "a 'quoted' \"cube\"; rm -rf $HOME `x`",
+               "一个红色的立方体", "a 🐿️ squirrel", "x" * 500, "x" * 499 + "y", "   ", "a\tb"]
+    slugs = [slugify(p) for p in hostile]
+    assert len(set(slugs)) == len(hostile)
+    for slug in slugs:
+        assert set(slug) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
+        assert 0 < len(slug) <= 69 and not slug.startswith("-") and ".." not in slug
