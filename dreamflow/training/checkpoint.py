@@ -14,7 +14,7 @@ class CorruptCheckpointError(RuntimeError):
     """A checkpoint exists but cannot be read."""
 
 
-def atomic_write_bytes(path: str | Path, write) -> None:
+def atomic_write_bytes(path: str | Path, write, before_rename=None) -> None:
     """Call `write(stream)` on a temp file beside `path`, then atomically move it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,6 +24,8 @@ def atomic_write_bytes(path: str | Path, write) -> None:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
+        if before_rename is not None:
+            before_rename()
         os.replace(temp, path)
         directory = os.open(path.parent, os.O_RDONLY)
         try:
@@ -35,8 +37,8 @@ def atomic_write_bytes(path: str | Path, write) -> None:
             os.unlink(temp)
 
 
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    atomic_write_bytes(path, lambda stream: torch.save(state, stream))
+def save_checkpoint(state: dict[str, Any], path: str | Path, before_rename=None) -> None:
+    atomic_write_bytes(path, lambda stream: torch.save(state, stream), before_rename)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

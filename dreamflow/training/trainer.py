@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import os
 import random
+import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,14 @@ from dreamflow.training.checkpoint import load_checkpoint, save_checkpoint
 from dreamflow.training.logger import RunLogger
 
 NAN_INJECTION_ENV = "DREAMFLOW_INJECT_NAN_AT_STEP"  # fault injection for the NaN-guard tests
+FAULT_ENV = "DREAMFLOW_FAULT"  # "point:step", e.g. "step:4" or "checkpoint:6": SIGKILL there (tests)
+
+
+def fault_point(point: str, step: int) -> None:
+    """Kill this process at a named point when the fault-injection variable asks for it."""
+    wanted = os.environ.get(FAULT_ENV)
+    if wanted and wanted == f"{point}:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class NonFiniteError(RuntimeError):
@@ -82,7 +92,11 @@ class StageTrainer:
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.optimizer = torch.optim.Adam(model.param_groups(self.stage_config), betas=(0.9, 0.99), eps=1e-15)
-        self.checkpoint_path = self.out_dir / "ckpt.pt"
+        # Periodic checkpoints go to resume/ckpt.pt, which is not a Snakemake output: Snakemake deletes
+        # a failed job's outputs, and the resume state must survive exactly that. The declared output
+        # ckpt.pt is written once, at the end.
+        self.checkpoint_path = self.out_dir / "resume" / "ckpt.pt"
+        self.final_path = self.out_dir / "ckpt.pt"
         self.step = 0
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -93,15 +107,17 @@ class StageTrainer:
                 "torch_rng": torch.get_rng_state(), "config": to_dict(self.config), "backend": self.model.backend()}
 
     def save(self) -> None:
-        save_checkpoint(self.state(), self.checkpoint_path)
+        save_checkpoint(self.state(), self.checkpoint_path,
+                        before_rename=lambda: fault_point("checkpoint", self.step))
 
     def try_resume(self) -> int:
         if not self.checkpoint_path.exists():
             return 0
         state = load_checkpoint(self.checkpoint_path)
-        if state.get("stage") != self.stage or state.get("prompt") != self.prompt:
-            raise RuntimeError(f"checkpoint '{self.checkpoint_path}' belongs to stage {state.get('stage')!r} / prompt "
-                               f"{state.get('prompt')!r}, not this run; delete it or choose another output folder")
+        if state.get("stage") != self.stage or state.get("prompt") != self.prompt or state.get("config") != to_dict(self.config):
+            warnings.warn(f"{self.checkpoint_path} was written by a different prompt or config; starting {self.stage} "
+                          "from scratch", stacklevel=2)
+            return 0
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.guidance.load_state_dict(state["guidance"])
@@ -154,6 +170,7 @@ class StageTrainer:
                         desc=f"{self.stage} {self.guidance.config.method} {self.prompt[:40]!r}",
                         disable=os.environ.get("DREAMFLOW_NO_PROGRESS") == "1")
         for self.step in progress:
+            fault_point("step", self.step)
             metrics = self.train_step()
             done = self.step + 1
             if done % self.stage_config.log_every == 0 or done == iterations:
@@ -165,4 +182,6 @@ class StageTrainer:
                 self.save()
         if resumed >= iterations:
             self.step = iterations
-        return StageResult(iterations - resumed, time.time() - start_time, resumed, self.checkpoint_path)
+        save_checkpoint(self.state(), self.final_path)
+        self.checkpoint_path.unlink(missing_ok=True)
+        return StageResult(iterations - resumed, time.time() - start_time, resumed, self.final_path)

@@ -1,0 +1,122 @@
+"""The Snakemake workflow end to end on the smoke suite (local executor), and its planning."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def make_workdir(path: Path) -> Path:
+    """A scratch working directory that sees the repository's configs, prompts, models and profiles."""
+    for name in ("config", "prompts", "models", "profiles", "slurm"):
+        (path / name).symlink_to(ROOT / name)
+    return path
+
+
+def snakemake(workdir: Path, *args, timeout=1200):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    command = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    return result, result.stdout + result.stderr
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    jobs, inside = {}, False
+    for line in output.splitlines():
+        if line.startswith("Job stats:"):
+            inside = True
+            continue
+        parts = line.split()
+        if inside and len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            jobs[parts[0]] = int(parts[1])
+        elif inside and parts and parts[0] == "total":
+            break
+    return jobs
+
+
+def test_bare_dry_run_plans_the_toy_suite(tmp_path):
+    result, output = snakemake(make_workdir(tmp_path), "-n")
+    assert result.returncode == 0, output[-3000:]
+    assert planned_jobs(output) == {"prompt_text": 3, "run_config": 1, "stage1": 3, "extract_mesh": 3, "stage2": 3,
+                                    "stage3": 3, "evaluate": 3, "summarize": 1, "all": 1}
+
+
+def test_paper_dry_run_plans_every_prompt_and_method(tmp_path):
+    result, output = snakemake(make_workdir(tmp_path), "-n", "--configfile", "config/paper.yaml")
+    assert result.returncode == 0, output[-3000:]
+    jobs = planned_jobs(output)
+    assert jobs["stage1"] == jobs["stage2"] == jobs["stage3"] == jobs["evaluate"] == 30
+
+
+def test_lint_is_clean(tmp_path):
+    result, output = snakemake(make_workdir(tmp_path), "--lint")
+    assert result.returncode == 0, output[-3000:]
+
+
+def test_invalid_workflow_config_names_the_key(tmp_path):
+    workdir = make_workdir(tmp_path)
+    (workdir / "bad.yaml").write_text("methods: [apfo, dds]\n")
+    result, output = snakemake(workdir, "-n", "--configfile", "bad.yaml")
+    assert result.returncode != 0 and "dds" in output and "methods" in output
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = make_workdir(tmp_path_factory.mktemp("smoke"))
+    result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert result.returncode == 0, output[-5000:]
+    return workdir
+
+
+def test_smoke_suite_produces_every_output(smoke_run):
+    results = smoke_run / "results" / "smoke"
+    assets = list((results / "apfo").glob("*/seed0"))
+    assert len(assets) == 1
+    asset = assets[0]
+    for name in ("stage1/ckpt.pt", "stage1/preview.png", "stage1/turntable.gif", "mesh/coarse.obj",
+                 "stage2/ckpt.pt", "stage2/mesh.glb", "stage3/mesh.glb", "stage3/mesh.obj", "stage3/turntable.gif",
+                 "stage3/views/view_00.png", "metrics.json"):
+        assert (asset / name).exists(), name
+    metrics = json.loads((asset / "metrics.json").read_text())
+    assert metrics["prompt"] == "a red cube" and metrics["status"] == "ok"
+    assert {"clip_score", "clip_rank", "stage1_iou", "stage3_chamfer", "seconds_stage1"} <= metrics.keys()
+    assert metrics["backend"]["hash_grid"] == "torch" and metrics["backend"]["rasterizer"] == "torch"
+    assert metrics["seconds_stage1"] > 0
+    for name in ("summary.csv", "summary.md", "report.html", "quality_vs_time.png"):
+        assert (results / name).exists(), name
+    for step in ("stage1", "extract_mesh", "stage2", "stage3", "evaluate"):
+        assert list((smoke_run / "benchmarks" / "smoke").rglob(f"{step}.tsv")), step
+
+
+def test_wandb_offline_has_one_run_per_prompt_method_stage(smoke_run):
+    runs = sorted((smoke_run / "results" / "smoke" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 3  # stage1, stage2, stage3 of the single (prompt, method)
+    configs = " ".join(p.read_text(errors="ignore") for run in runs for p in run.rglob("*.wandb"))
+    assert "apfo" in configs
+
+
+def test_rerun_does_nothing_and_deleting_stage3_reruns_only_its_chain(smoke_run):
+    result, output = snakemake(smoke_run, "-n", "--configfile", "config/smoke.yaml")
+    assert result.returncode == 0 and "Nothing to be done" in output, output[-3000:]
+    glb = next((smoke_run / "results" / "smoke").rglob("stage3/mesh.glb"))
+    glb.unlink()
+    result, output = snakemake(smoke_run, "-n", "--configfile", "config/smoke.yaml")
+    assert planned_jobs(output) == {"stage3": 1, "evaluate": 1, "summarize": 1, "all": 1}, output[-3000:]
+
+
+def test_exported_glb_round_trips_with_uvs_and_texture(smoke_run):
+    from dreamflow.export.texture import load_textured
+
+    glb = next((smoke_run / "results" / "smoke").rglob("stage2/mesh.glb"))
+    mesh = load_textured(glb)
+    assert mesh.visual.uv is not None and len(mesh.visual.uv) == len(mesh.vertices)
+    image = mesh.visual.material.baseColorTexture
+    assert image is not None and image.size == (64, 64)
+    assert 0.0 <= mesh.visual.uv.min() and mesh.visual.uv.max() <= 1.0
