@@ -158,6 +158,23 @@ def cmd_fetch_models(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    from dreamflow.benchmarks.convergence import RaceConfig, race
+    from dreamflow.benchmarks.report import write_report
+
+    config = RaceConfig(methods=tuple(args.methods), prompts=tuple(args.prompts), seeds=tuple(args.seeds),
+                        eval_every=args.eval_every, overrides=_overrides(args.set))
+    curves = race(args.config, config, args.work_dir)
+    throughput = None
+    if args.throughput:
+        from dreamflow.benchmarks.throughput import measure_throughput
+
+        throughput = measure_throughput(args.config)
+    command = "dreamflow benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "dreamflow benchmark"
+    print(write_report(curves, config, Path(args.out), command, throughput))
+    return 0
+
+
 def cmd_prompts(args) -> int:
     from dreamflow.prompts import prompt_table
 
@@ -212,6 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="*", help="names (sd21, sd21-768, sdxl-refiner) or hub ids; default: all")
     p.add_argument("--cache-dir")
     p.set_defaults(func=cmd_fetch_models)
+    p = sub.add_parser("benchmark", help="convergence race APFO vs SDS vs VSD on the toy world -> docs/benchmarks.md")
+    p.add_argument("--config", default="config/toy.yaml")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--methods", nargs="+", default=["apfo", "sds", "vsd"])
+    p.add_argument("--prompts", nargs="+", default=["a red cube", "a blue sphere", "a yellow cone"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--eval-every", type=int, default=25)
+    p.add_argument("--work-dir", default="results/benchmarks")
+    p.add_argument("--out", default="docs/benchmarks.md")
+    p.add_argument("--throughput", action="store_true", help="also measure per-stage iterations/s and memory")
+    p.set_defaults(func=cmd_benchmark)
     p = sub.add_parser("prompts", help="validate a prompt file and list slug<TAB>prompt")
     p.add_argument("file")
     p.set_defaults(func=cmd_prompts)

@@ -62,8 +62,8 @@ class TexturedMesh(StageModel):
         self.shading = config.shading
         self.register_buffer("background_color", torch.tensor(config.nerf.background_color, dtype=torch.float32))
         mesh = trimesh.Trimesh(vertices.numpy(), faces.numpy(), process=False)
-        self.register_buffer("edges", torch.as_tensor(mesh.edges_unique, dtype=torch.long), persistent=False)
-        self.register_buffer("face_adjacency", torch.as_tensor(mesh.face_adjacency, dtype=torch.long), persistent=False)
+        self.register_buffer("edges", torch.tensor(mesh.edges_unique, dtype=torch.long), persistent=False)
+        self.register_buffer("face_adjacency", torch.tensor(mesh.face_adjacency, dtype=torch.long), persistent=False)
         self.rasterizer = make_rasterizer(config.rasterizer)
 
     @property

@@ -83,6 +83,11 @@ def load_prior(config: PriorConfig, device: str | torch.device = "auto") -> Diff
     from dreamflow.priors.sd2 import StableDiffusion2Prior
     from dreamflow.priors.sdxl_refiner import SDXLRefinerPrior
 
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()  # loading bars would swamp rule logs
+    transformers.utils.logging.disable_progress_bar()
     device = resolve_device(device) if isinstance(device, str) else device
     dtype = resolve_dtype(config.dtype, device)
     if config.architecture_only:

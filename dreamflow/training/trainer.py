@@ -79,7 +79,7 @@ class StageTrainer:
     """Optimise `model` with `guidance` for one stage, checkpointing atomically and resuming."""
 
     def __init__(self, stage: str, model: StageModel, prior: DiffusionPrior, guidance: Guidance, config: RunConfig,
-                 prompt: str, out_dir: str | Path, logger: RunLogger, seed: int):
+                 prompt: str, out_dir: str | Path, logger: RunLogger, seed: int, callback=None):
         self.stage = stage
         self.stage_config: StageConfig = getattr(config, stage)
         self.model = model
@@ -97,6 +97,7 @@ class StageTrainer:
         # ckpt.pt is written once, at the end.
         self.checkpoint_path = self.out_dir / "resume" / "ckpt.pt"
         self.final_path = self.out_dir / "ckpt.pt"
+        self.callback = callback  # callback(step_done, model, seconds) after each step (benchmarks)
         self.step = 0
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -178,6 +179,8 @@ class StageTrainer:
                 self.logger.log(metrics, done)
                 progress.set_postfix(loss=f"{metrics['loss']:.3g}", t=f"{metrics.get('t', math.nan):.2f}")
             self.step = done
+            if self.callback is not None:
+                self.callback(done, self.model, time.time() - start_time)
             if done % self.stage_config.checkpoint_every == 0 or done == iterations:
                 self.save()
         if resumed >= iterations:
