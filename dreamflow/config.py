@@ -114,7 +114,6 @@ class ShadingConfig:
     albedo_ratio: float = 0.5
     textureless_ratio: float = 0.2
     ambient: float = 0.35
-    start_step: int = 0  # before this step always albedo
 
 
 @dataclass
@@ -135,6 +134,9 @@ class StageConfig:
     laplacian_weight: float = 1e3
     normal_consistency_weight: float = 1e3
     opacity_weight: float = 0.0  # sparsity regulariser on accumulated opacity (NeRF)
+    shading_start_step: int = 0  # albedo-only renders before this step (DreamFusion: first 10%)
+    albedo_ratio: float | None = None  # overrides shading.albedo_ratio for this stage
+    textureless_ratio: float | None = None  # overrides shading.textureless_ratio for this stage
     turntable_views: int = 24
     preview_views: int = 4
 
@@ -174,6 +176,13 @@ class RunConfig:
     stage2: StageConfig = field(default_factory=lambda: StageConfig(resolution=64, t_max=0.5, t_min=0.1))
     stage3: StageConfig = field(default_factory=lambda: StageConfig(resolution=128, t_max=0.3, t_min=0.02))
     export: ExportConfig = field(default_factory=ExportConfig)
+
+    def shading_for(self, stage: str) -> ShadingConfig:
+        """The shading mix with the stage's own ratios applied."""
+        stage_config: StageConfig = getattr(self, stage)
+        updates = {key: getattr(stage_config, key) for key in ("albedo_ratio", "textureless_ratio")
+                   if getattr(stage_config, key) is not None}
+        return dataclasses.replace(self.shading, **updates)
 
     def guidance_for(self, stage: str) -> GuidanceConfig:
         """The guidance config with the stage's own timestep range and CFG scale applied."""

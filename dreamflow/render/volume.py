@@ -24,10 +24,10 @@ class RenderOutput:
     samples_evaluated: int = 0
 
 
-def choose_shading(config: ShadingConfig, step: int, generator: torch.Generator) -> str:
+def choose_shading(config: ShadingConfig, step: int, generator: torch.Generator, start_step: int = 0) -> str:
     """DreamFusion: albedo with some probability, else diffuse or textureless with a random light."""
     draw = torch.rand(1, generator=generator).item()
-    if step < config.start_step or draw < config.albedo_ratio:
+    if step < start_step or draw < config.albedo_ratio:
         return "albedo"
     if draw < config.albedo_ratio + config.textureless_ratio:
         return "textureless"

@@ -97,6 +97,7 @@ class StageTrainer:
         # ckpt.pt is written once, at the end.
         self.checkpoint_path = self.out_dir / "resume" / "ckpt.pt"
         self.final_path = self.out_dir / "ckpt.pt"
+        self.shading = config.shading_for(stage)
         self.callback = callback  # callback(step_done, model, seconds) after each step (benchmarks)
         self.step = 0
 
@@ -145,7 +146,7 @@ class StageTrainer:
         c = self.stage_config
         info = self.model.before_step(self.step, self.generator)
         cameras = sample_cameras(self.config.camera, c.batch_size, self.generator)
-        shading = choose_shading(self.config.shading, self.step, self.generator)
+        shading = choose_shading(self.shading, self.step, self.generator, c.shading_start_step)
         output = self.model.render(cameras.to(self.prior.device_), c.resolution, shading, self.generator)
         images = output.rgb.permute(0, 3, 1, 2)
         latents = self.prior.encode_images(images)
