@@ -44,7 +44,7 @@ def planned_jobs(output: str) -> dict[str, int]:
 def test_bare_dry_run_plans_the_toy_suite(tmp_path):
     result, output = snakemake(make_workdir(tmp_path), "-n")
     assert result.returncode == 0, output[-3000:]
-    assert planned_jobs(output) == {"prompt_text": 3, "run_config": 1, "stage1": 3, "extract_mesh": 3, "stage2": 3,
+    assert planned_jobs(output) == {"prompt_text": 3, "step_config": 5, "stage1": 3, "extract_mesh": 3, "stage2": 3,
                                     "stage3": 3, "evaluate": 3, "summarize": 1, "all": 1}
 
 

@@ -66,6 +66,21 @@ def _validated(data):
 
 RUN_CONFIG = pipeline_config()
 
+# Each step reads only the config blocks it uses, so changing e.g. `stage3` re-runs stage 3 and
+# evaluation but keeps the cached NeRFs and meshes (blocks left out take their defaults).
+_SHARED = ["seed", "device", "deterministic", "camera", "guidance", "nerf", "shading"]
+STEP_BLOCKS = {
+    "stage1": _SHARED + ["prior", "volume", "stage1"],
+    "extract_mesh": ["seed", "device", "nerf", "volume", "extract"],
+    "stage2": _SHARED + ["prior", "rasterizer", "stage2", "export"],
+    "stage3": _SHARED + ["refiner_prior", "rasterizer", "stage3", "export"],
+    "evaluate": list(RUN_CONFIG),
+}
+
+
+def step_config(step):
+    return {key: RUN_CONFIG[key] for key in STEP_BLOCKS[step]}
+
 
 def resources_of(rule_name, key, default=None):
     return config["resources"].get(rule_name, {}).get(key, config["resources"]["default"].get(key, default))

@@ -3,7 +3,7 @@
 
 rule evaluate:
     input:
-        config=suite_file("run_config.yaml"),
+        config=suite_file("config/evaluate.yaml"),
         prompt=suite_file("prompts/{slug}.txt"),
         suite_prompts=config["prompts"],
         stage1=asset("stage1/ckpt.pt"),

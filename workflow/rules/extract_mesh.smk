@@ -3,7 +3,7 @@
 
 rule extract_mesh:
     input:
-        config=suite_file("run_config.yaml"),
+        config=suite_file("config/extract_mesh.yaml"),
         ckpt=asset("stage1/ckpt.pt"),
     output:
         mesh=asset("mesh/coarse.obj"),

@@ -3,21 +3,23 @@
 
 
 localrules:
-    run_config,
+    step_config,
     prompt_text,
 
 
-rule run_config:
+rule step_config:
     output:
-        suite_file("run_config.yaml"),
+        suite_file("config/{step}.yaml"),
     params:
-        value=RUN_CONFIG,
+        value=lambda wildcards: step_config(wildcards.step),
+    wildcard_constraints:
+        step="|".join(STEP_BLOCKS),
     conda:
         CONDA_ENV
     log:
-        "logs/{suite}/run_config.log",
+        "logs/{suite}/config/{step}.log",
     benchmark:
-        "benchmarks/{suite}/run_config.tsv"
+        "benchmarks/{suite}/config/{step}.tsv"
     script:
         "../scripts/write_param.py"
 

@@ -3,7 +3,7 @@
 
 rule stage1:
     input:
-        config=suite_file("run_config.yaml"),
+        config=suite_file("config/stage1.yaml"),
         prompt=suite_file("prompts/{slug}.txt"),
     output:
         ckpt=asset("stage1/ckpt.pt"),

@@ -3,7 +3,7 @@
 
 rule stage2:
     input:
-        config=suite_file("run_config.yaml"),
+        config=suite_file("config/stage2.yaml"),
         prompt=suite_file("prompts/{slug}.txt"),
         mesh=asset("mesh/coarse.obj"),
         init=asset("stage1/ckpt.pt"),

@@ -3,7 +3,7 @@
 
 rule stage3:
     input:
-        config=suite_file("run_config.yaml"),
+        config=suite_file("config/stage3.yaml"),
         prompt=suite_file("prompts/{slug}.txt"),
         init=asset("stage2/ckpt.pt"),
     output:
