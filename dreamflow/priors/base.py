@@ -61,6 +61,7 @@ class DiffusionPrior(nn.Module):
         self.downsample = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.cache = EmbeddingCache(config.embedding_cache_dir, model_key)
         self.camera_embedding: nn.Module | None = None
+        self._own_class_embedding = self.unet.class_embedding  # restored after each LoRA call
         self.has_lora = False
 
     # -- images and latents ------------------------------------------------------------------
@@ -151,7 +152,7 @@ class DiffusionPrior(nn.Module):
         try:
             yield kwargs
         finally:
-            self.unet.class_embedding = None
+            self.unet.class_embedding = self._own_class_embedding
             self.unet.enable_adapters()
 
     def predict_eps(self, x_t: torch.Tensor, index: torch.Tensor, text: TextEmbeddings, uncond: bool = False,

@@ -60,7 +60,7 @@ class RunLogger:
 
             return wandb.init(project=self.settings.project, entity=self.settings.entity, group=self.settings.group,
                               tags=self.settings.tags, name=self.settings.name, config=config, mode=mode,
-                              dir=self.settings.dir or str(self.out_dir), reinit="finish_previous",
+                              dir=str(Path(self.settings.dir or self.out_dir).resolve()), reinit="finish_previous",
                               settings=wandb.Settings(init_timeout=60, silent=True, console="off"))
         except Exception as error:  # noqa: BLE001 - W&B must never fail a run
             warnings.warn(f"W&B logging disabled for this run: {type(error).__name__}: {error}", stacklevel=3)
@@ -102,3 +102,12 @@ class RunLogger:
         if self.run is not None:
             self._safe(lambda: self.run.finish(exit_code=exit_code))
             self.run = None
+
+            def teardown():
+                # Stop this process's wandb-core service and drop WANDB_SERVICE from the environment,
+                # so child processes never attach to (and write through) a service that is gone.
+                import wandb
+
+                wandb.teardown()
+
+            self._safe(teardown)

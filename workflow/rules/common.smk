@@ -100,7 +100,16 @@ def wandb_args(wildcards):
 
 
 def suite_targets():
-    return [os.path.join(RESULTS, SUITE, name) for name in ("summary.csv", "summary.md", "report.html")]
+    """Every asset's final mesh and metrics, and the suite report: a deleted output is re-made."""
+    assets = expand(
+        asset("{name}"),
+        suite=SUITE,
+        method=config["methods"],
+        slug=list(PROMPTS),
+        seed=config["seeds"],
+        name=["stage3/mesh.glb", "metrics.json"],
+    )
+    return assets + [os.path.join(RESULTS, SUITE, name) for name in ("summary.csv", "summary.md", "report.html")]
 
 
 def all_metrics(wildcards):
