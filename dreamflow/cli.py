@@ -163,15 +163,22 @@ def cmd_benchmark(args) -> int:
     from dreamflow.benchmarks.report import write_report
 
     config = RaceConfig(methods=tuple(args.methods), prompts=tuple(args.prompts), seeds=tuple(args.seeds),
-                        eval_every=args.eval_every, overrides=_overrides(args.set))
-    curves = race(args.config, config, args.work_dir)
+                        eval_every=args.eval_every, overrides=_overrides(args.set), iou_threshold=args.iou_threshold,
+                        colour_threshold=args.colour_threshold)
+    shard = tuple(int(x) for x in args.shard.split("/")) if args.shard else (0, 1)
+    curves = race(args.config, config, args.work_dir, shard)
+    if args.shard:
+        print(f"shard {args.shard} done; run again without --shard to write the report")
+        return 0
     throughput = None
     if args.throughput:
         from dreamflow.benchmarks.throughput import measure_throughput
 
         throughput = measure_throughput(args.config)
     command = "dreamflow benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "dreamflow benchmark"
-    print(write_report(curves, config, Path(args.out), command, throughput))
+    notes_path = Path(args.out).with_name("benchmark_notes.md")  # hand-written analysis, appended if present
+    notes = notes_path.read_text() if notes_path.exists() else ""
+    print(write_report(curves, config, Path(args.out), command, throughput, notes))
     return 0
 
 
@@ -236,9 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", nargs="+", default=["a red cube", "a blue sphere", "a yellow cone"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--eval-every", type=int, default=25)
+    p.add_argument("--iou-threshold", type=float, default=0.8, help="held-out silhouette IoU to reach")
+    p.add_argument("--colour-threshold", type=float, default=0.3, help="albedo colour error to get below")
     p.add_argument("--work-dir", default="results/benchmarks")
     p.add_argument("--out", default="docs/benchmarks.md")
     p.add_argument("--throughput", action="store_true", help="also measure per-stage iterations/s and memory")
+    p.add_argument("--shard", help="i/n: run only every n-th race entry (parallel workers), no report")
     p.set_defaults(func=cmd_benchmark)
     p = sub.add_parser("prompts", help="validate a prompt file and list slug<TAB>prompt")
     p.add_argument("file")
