@@ -58,6 +58,17 @@ def test_kill_and_resume_gives_identical_parameters(uninterrupted, tmp_path, fau
     assert_same(final_parameters(uninterrupted), final_parameters(tmp_path))
 
 
+def test_kill_during_export_resumes_without_retraining(uninterrupted, tmp_path):
+    killed = run_stage1(tmp_path, fault="export:6")
+    assert killed.returncode == -signal.SIGKILL and (tmp_path / "resume" / "ckpt.pt").exists()
+    (tmp_path / "ckpt.pt").unlink()  # what Snakemake does with a failed job's outputs
+    resumed = run_stage1(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert '"steps": 0' in resumed.stdout and '"resumed_from": 6' in resumed.stdout
+    assert (tmp_path / "turntable.gif").exists() and not (tmp_path / "resume" / "ckpt.pt").exists()
+    assert_same(final_parameters(uninterrupted), final_parameters(tmp_path))
+
+
 def test_nan_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
     result = run_stage1(tmp_path, env_extra={"DREAMFLOW_INJECT_NAN_AT_STEP": "5"})
     assert result.returncode == 3

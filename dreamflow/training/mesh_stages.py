@@ -60,11 +60,13 @@ def run_mesh_stage(stage: str, config: RunConfig, prompt: str, out_dir: str | Pa
     prior = load_prior(config.prior if stage == "stage2" else config.refiner_prior, device)
     model = build_mesh_model(stage, config, init, mesh).to(device)
     guidance = make_guidance(prior, config.guidance_for(stage), stage_config.iterations, config.seed)
-    result = StageTrainer(stage, model, prior, guidance, config, prompt, out_dir, logger, config.seed).run()
+    trainer = StageTrainer(stage, model, prior, guidance, config, prompt, out_dir, logger, config.seed)
+    result = trainer.run()
     model.eval()
     with torch.no_grad():
         files = export_asset(model, config, out_dir, stage_config.resolution, with_obj=stage == "stage3")
     logger.log_media(stage_config.iterations, images={"preview": files["preview"]},
                      videos={"turntable": files["turntable"]}, meshes={"mesh": files["mesh"]})
     logger.summary({"seconds": result.seconds, "backend": model.backend(), "faces": int(model.faces.shape[0])})
+    trainer.finish()
     return result

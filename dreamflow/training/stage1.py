@@ -15,7 +15,7 @@ from dreamflow.priors.loading import resolve_device
 from dreamflow.render.cameras import Cameras, orbit_cameras
 from dreamflow.render.volume import RenderOutput, VolumeRenderer
 from dreamflow.training.logger import RunLogger
-from dreamflow.training.trainer import StageModel, StageResult, StageTrainer, seed_everything
+from dreamflow.training.trainer import StageModel, StageResult, StageTrainer, fault_point, seed_everything
 
 
 class NeRFModel(StageModel):
@@ -73,6 +73,7 @@ def run_stage1(config: RunConfig, prompt: str, out_dir: str | Path, logger: RunL
     model = NeRFModel(config).to(device)
     trainer = StageTrainer("stage1", model, prior, guidance, config, prompt, out_dir, logger, config.seed)
     result = trainer.run()
+    fault_point("export", stage.iterations)
     model.eval()
     preview = model.render_views(orbit_cameras(config.camera, stage.preview_views).to(device), stage.resolution)
     turntable = model.render_views(orbit_cameras(config.camera, stage.turntable_views).to(device), stage.resolution,
@@ -81,4 +82,5 @@ def run_stage1(config: RunConfig, prompt: str, out_dir: str | Path, logger: RunL
     videos = {"turntable": save_turntable(turntable.rgb, out_dir / "turntable.gif")}
     logger.log_media(stage.iterations, images=images, videos=videos)
     logger.summary({"seconds": result.seconds, "backend": model.backend()})
+    trainer.finish()
     return result

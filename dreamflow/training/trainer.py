@@ -164,6 +164,10 @@ class StageTrainer:
                    "opacity": output.opacity.mean().item(), "shading": ("albedo", "diffuse", "textureless").index(shading)}
         return metrics
 
+    def finish(self) -> None:
+        """Call once the stage's exports are written: until then a killed job resumes from the last step."""
+        self.checkpoint_path.unlink(missing_ok=True)
+
     def run(self) -> StageResult:
         resumed = self.try_resume()
         iterations = self.stage_config.iterations
@@ -187,5 +191,4 @@ class StageTrainer:
         if resumed >= iterations:
             self.step = iterations
         save_checkpoint(self.state(), self.final_path)
-        self.checkpoint_path.unlink(missing_ok=True)
         return StageResult(iterations - resumed, time.time() - start_time, resumed, self.final_path)
