@@ -5,6 +5,7 @@ A misspelt key or a value of the wrong type is an error naming the key, never si
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -286,6 +287,18 @@ def validate(config: RunConfig) -> RunConfig:
     return config
 
 
+def load_config_data(data: dict, overrides: dict | None = None) -> RunConfig:
+    """Build and validate a run config from a mapping, applying dotted-key overrides to a copy."""
+    data = copy.deepcopy(data or {})
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return validate(from_dict(RunConfig, data))
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
     """Load a run config from YAML (the file itself or its `pipeline:` block), with overrides."""
     data: dict = {}
@@ -296,13 +309,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         data = yaml.safe_load(path.read_text()) or {}
         if "pipeline" in data:
             data = data["pipeline"] or {}
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return validate(from_dict(RunConfig, data))
+    return load_config_data(data, overrides)
 
 
 def to_dict(config: Any) -> dict:

@@ -135,10 +135,6 @@ class TexturedMesh(StageModel):
         return {"rasterizer": "nvdiffrast" if isinstance(self.rasterizer, NvdiffrastRasterizer) else "torch",
                 "hash_grid": self.colour.encoding.backend}
 
-    @torch.no_grad()
-    def render_views(self, cameras: Cameras, resolution: int, shading: str = "albedo") -> RenderOutput:
-        outputs = [self.render(cameras[i:i + 1], resolution, shading) for i in range(len(cameras))]
-        return RenderOutput(*(torch.cat([getattr(o, k) for o in outputs]) for k in ("rgb", "opacity", "depth", "albedo")))
 
     def to_trimesh(self) -> trimesh.Trimesh:
         return trimesh.Trimesh(self.vertices.detach().cpu().numpy(), self.faces.cpu().numpy(), process=False)

@@ -168,14 +168,12 @@ class DiffusionPrior(nn.Module):
     def predict_eps_cfg(self, x_t: torch.Tensor, index: torch.Tensor, text: TextEmbeddings,
                         guidance_scale: float) -> torch.Tensor:
         """Classifier-free guidance: eps_u + w (eps_c - eps_u), one batched UNet call."""
-        both = TextEmbeddings(torch.cat([text.cond, text.uncond]), torch.cat([text.uncond, text.uncond]),
-                              None if text.pooled_cond is None else torch.cat([text.pooled_cond, text.pooled_uncond]),
-                              None if text.pooled_uncond is None else torch.cat([text.pooled_uncond, text.pooled_uncond]))
+        states = torch.cat([text.cond, text.uncond])
         index2 = torch.cat([index, index])
         height, width = (x_t.shape[-2] * self.downsample, x_t.shape[-1] * self.downsample)
         added = self._added_conditions_cfg(text, height, width)
         with self._lora(False, None):
-            output = self.unet(torch.cat([x_t, x_t]).to(self.dtype), index2, both.cond, added_cond_kwargs=added).sample
+            output = self.unet(torch.cat([x_t, x_t]).to(self.dtype), index2, states, added_cond_kwargs=added).sample
         eps = self.model_output_to_eps(output.float(), torch.cat([x_t, x_t]).float(), index2)
         eps_cond, eps_uncond = eps.chunk(2)
         return eps_uncond + guidance_scale * (eps_cond - eps_uncond)

@@ -48,10 +48,6 @@ class NeRFModel(StageModel):
     def backend(self) -> dict[str, str]:
         return {"hash_grid": self.field.encoding.backend}
 
-    @torch.no_grad()
-    def render_views(self, cameras: Cameras, resolution: int, shading: str = "albedo") -> RenderOutput:
-        outputs = [self.render(cameras[i:i + 1], resolution, shading) for i in range(len(cameras))]
-        return RenderOutput(*(torch.cat([getattr(o, k) for o in outputs]) for k in ("rgb", "opacity", "depth", "albedo")))
 
 
 def load_nerf(checkpoint: str | Path, config: RunConfig, device: torch.device | str = "cpu") -> NeRFModel:

@@ -58,6 +58,12 @@ class StageModel(nn.Module):
     def backend(self) -> dict[str, str]:
         return {}
 
+    @torch.no_grad()
+    def render_views(self, cameras, resolution: int, shading: str = "albedo") -> RenderOutput:
+        """Render views one at a time (bounded memory) and stack them."""
+        outputs = [self.render(cameras[i:i + 1], resolution, shading) for i in range(len(cameras))]
+        return RenderOutput(*(torch.cat([getattr(o, k) for o in outputs]) for k in ("rgb", "opacity", "depth", "albedo")))
+
 
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
@@ -129,12 +135,15 @@ class StageTrainer:
         return self.step
 
     # -- the loop ---------------------------------------------------------------------------------
-    def check_finite(self, loss: torch.Tensor) -> None:
+    def check_finite(self, loss: torch.Tensor | None = None) -> None:
+        """Raise on a non-finite loss (before backward) or non-finite parameters (after the step)."""
         injected = os.environ.get(NAN_INJECTION_ENV)
-        if injected is not None and int(injected) == self.step:
+        if loss is not None and injected is not None and int(injected) == self.step:
             loss = loss * float("nan")
-        bad = not torch.isfinite(loss).item() or any(
-            not torch.isfinite(p).all() for group in self.optimizer.param_groups for p in group["params"])
+        if loss is not None:
+            bad = not torch.isfinite(loss).item()
+        else:
+            bad = any(not torch.isfinite(p).all() for group in self.optimizer.param_groups for p in group["params"])
         if bad:
             last = self.step - self.step % self.stage_config.checkpoint_every
             raise NonFiniteError(
@@ -158,7 +167,7 @@ class StageTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.check_finite(loss.detach())
+        self.check_finite()
         metrics = {"loss": loss.item(), "loss_guidance": guided.loss.item(), **guided.info, **info,
                    **{f"loss_{k}": v.item() for k, v in regularisers.items()},
                    "opacity": output.opacity.mean().item(), "shading": ("albedo", "diffuse", "textureless").index(shading)}

@@ -6,7 +6,7 @@ import yaml
 
 from snakemake.utils import validate
 
-from dreamflow.config import load_config, to_dict
+from dreamflow.config import load_config_data, to_dict
 from dreamflow.prompts import prompt_table
 
 validate(config, "../schemas/config.schema.yaml")
@@ -46,22 +46,7 @@ wildcard_constraints:
 def pipeline_config():
     """The run config every stage reads: the inline `pipeline:` block, else `pipeline_config` file."""
     data = config.get("pipeline") or yaml.safe_load(Path(config["pipeline_config"]).read_text())
-    data = dict(data)
-    for key, value in (config.get("pipeline_overrides") or {}).items():
-        node = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return to_dict(load_config(overrides=None) if not data else _validated(data))
-
-
-def _validated(data):
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as stream:
-        yaml.safe_dump(data, stream)
-    return load_config(stream.name)
+    return to_dict(load_config_data(data, config.get("pipeline_overrides")))
 
 
 RUN_CONFIG = pipeline_config()
