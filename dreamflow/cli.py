@@ -158,27 +158,45 @@ def cmd_fetch_models(args) -> int:
     return 0
 
 
+def _variants(specs: list[str] | None) -> dict[str, dict]:
+    """`LABEL:KEY=VALUE[,KEY=VALUE...]` -> {LABEL: overrides}; the method defaults to apfo."""
+    variants = {}
+    for spec in specs or []:
+        label, _, pairs = spec.partition(":")
+        if not label or not pairs:
+            raise SystemExit(f"--variant expects LABEL:KEY=VALUE[,KEY=VALUE...], got {spec!r}")
+        variants[label] = {"guidance.method": "apfo", **_overrides(pairs.split(","))}
+    return variants
+
+
 def cmd_benchmark(args) -> int:
+    import pandas as pd
+
     from dreamflow.benchmarks.convergence import RaceConfig, race
     from dreamflow.benchmarks.report import write_report
 
     config = RaceConfig(methods=tuple(args.methods), prompts=tuple(args.prompts), seeds=tuple(args.seeds),
-                        eval_every=args.eval_every, overrides=_overrides(args.set), iou_threshold=args.iou_threshold,
+                        stages=tuple(args.stages), eval_every=args.eval_every, overrides=_overrides(args.set),
+                        variants=_variants(args.variant), iou_threshold=args.iou_threshold,
                         colour_threshold=args.colour_threshold)
     shard = tuple(int(x) for x in args.shard.split("/")) if args.shard else (0, 1)
-    curves = race(args.config, config, args.work_dir, shard)
+    curves = race(args.config, config, args.work_dir, shard) if not args.throughput_only else None
     if args.shard:
         print(f"shard {args.shard} done; run again without --shard to write the report")
         return 0
     throughput = None
-    if args.throughput:
+    if args.throughput or args.throughput_only:
         from dreamflow.benchmarks.throughput import measure_throughput
 
-        throughput = measure_throughput(args.config)
+        throughput = measure_throughput(args.config, overrides=_overrides(args.set))
+        if args.throughput_only:
+            print(throughput.round(3).to_markdown(index=False))
+            return 0
     command = "dreamflow benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "dreamflow benchmark"
     notes_path = Path(args.out).with_name("benchmark_notes.md")  # hand-written analysis, appended if present
     notes = notes_path.read_text() if notes_path.exists() else ""
-    print(write_report(curves, config, Path(args.out), command, throughput, notes))
+    print(write_report(curves if curves is not None else pd.DataFrame(), config, Path(args.out), command,
+                       throughput, notes))
     return 0
 
 
@@ -242,12 +260,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=["apfo", "sds", "vsd"])
     p.add_argument("--prompts", nargs="+", default=["a red cube", "a blue sphere", "a yellow cone"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--stages", nargs="+", default=["stage1", "stage2", "stage3"],
+                   choices=["stage1", "stage2", "stage3"], help="stages to race (in order; each needs the previous)")
+    p.add_argument("--variant", action="append", metavar="LABEL:KEY=VALUE,...",
+                   help="an extra entry, e.g. apfo-sigma:guidance.schedule=sigma (method apfo unless given)")
     p.add_argument("--eval-every", type=int, default=25)
     p.add_argument("--iou-threshold", type=float, default=0.8, help="held-out silhouette IoU to reach")
     p.add_argument("--colour-threshold", type=float, default=0.3, help="albedo colour error to get below")
     p.add_argument("--work-dir", default="results/benchmarks")
     p.add_argument("--out", default="docs/benchmarks.md")
     p.add_argument("--throughput", action="store_true", help="also measure per-stage iterations/s and memory")
+    p.add_argument("--throughput-only", action="store_true", help="measure throughput only and print the table")
     p.add_argument("--shard", help="i/n: run only every n-th race entry (parallel workers), no report")
     p.set_defaults(func=cmd_benchmark)
     p = sub.add_parser("prompts", help="validate a prompt file and list slug<TAB>prompt")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import mcubes
 import numpy as np
 import torch
@@ -33,6 +35,7 @@ def image_metrics(scene: ToyScene, cameras: Cameras, alpha: torch.Tensor, albedo
     return {"iou": iou, "colour_error": colour_error}
 
 
+@functools.lru_cache(maxsize=32)
 def true_surface_points(scene: ToyScene, count: int = 20000, resolution: int = 128, seed: int = 0) -> np.ndarray:
     axis = torch.linspace(-0.8, 0.8, resolution)
     grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1)
@@ -40,7 +43,9 @@ def true_surface_points(scene: ToyScene, count: int = 20000, resolution: int = 1
     vertices, faces = mcubes.marching_cubes(-sdf, 0.0)
     vertices = vertices / (resolution - 1) * 1.6 - 0.8
     mesh = trimesh.Trimesh(vertices, faces)
-    return trimesh.sample.sample_surface(mesh, count, seed=seed)[0]
+    points = trimesh.sample.sample_surface(mesh, count, seed=seed)[0]
+    points.setflags(write=False)  # cached and shared: callers must not modify it
+    return points
 
 
 def chamfer_distance(mesh: trimesh.Trimesh, scene: ToyScene, count: int = 20000, seed: int = 0) -> dict[str, float]:

@@ -10,13 +10,10 @@ from dreamflow.config import RunConfig
 from dreamflow.export.media import save_preview, save_turntable
 from dreamflow.export.texture import bake_texture, write_glb, write_obj
 from dreamflow.geometry.mesh import TexturedMesh
-from dreamflow.guidance import make_guidance
-from dreamflow.priors import load_prior
-from dreamflow.priors.loading import resolve_device
 from dreamflow.render.cameras import orbit_cameras
 from dreamflow.training.checkpoint import load_checkpoint
 from dreamflow.training.logger import RunLogger
-from dreamflow.training.trainer import StageResult, StageTrainer, seed_everything
+from dreamflow.training.trainer import StageResult, build_trainer, fault_point
 
 
 def build_mesh_model(stage: str, config: RunConfig, init: str | Path, mesh: str | Path | None) -> TexturedMesh:
@@ -54,14 +51,11 @@ def run_mesh_stage(stage: str, config: RunConfig, prompt: str, out_dir: str | Pa
                    init: str | Path, mesh: str | Path | None = None) -> StageResult:
     """Run stage 2 or 3 and export its outputs into `out_dir`."""
     out_dir = Path(out_dir)
-    seed_everything(config.seed, config.deterministic)
-    device = resolve_device(config.device)
     stage_config = getattr(config, stage)
-    prior = load_prior(config.prior if stage == "stage2" else config.refiner_prior, device)
-    model = build_mesh_model(stage, config, init, mesh).to(device)
-    guidance = make_guidance(prior, config.guidance_for(stage), stage_config.iterations, config.seed)
-    trainer = StageTrainer(stage, model, prior, guidance, config, prompt, out_dir, logger, config.seed)
+    trainer = build_trainer(stage, config, prompt, out_dir, logger, lambda: build_mesh_model(stage, config, init, mesh))
+    model = trainer.model
     result = trainer.run()
+    fault_point("export", stage_config.iterations)
     model.eval()
     with torch.no_grad():
         files = export_asset(model, config, out_dir, stage_config.resolution, with_obj=stage == "stage3")

@@ -9,13 +9,10 @@ import torch
 from dreamflow.config import RunConfig, StageConfig
 from dreamflow.export.media import save_preview, save_turntable
 from dreamflow.geometry.nerf import NeRFField
-from dreamflow.guidance import make_guidance
-from dreamflow.priors import load_prior
-from dreamflow.priors.loading import resolve_device
 from dreamflow.render.cameras import Cameras, orbit_cameras
 from dreamflow.render.volume import RenderOutput, VolumeRenderer
 from dreamflow.training.logger import RunLogger
-from dreamflow.training.trainer import StageModel, StageResult, StageTrainer, fault_point, seed_everything
+from dreamflow.training.trainer import StageModel, StageResult, build_trainer, fault_point
 
 
 class NeRFModel(StageModel):
@@ -61,13 +58,9 @@ def load_nerf(checkpoint: str | Path, config: RunConfig, device: torch.device | 
 def run_stage1(config: RunConfig, prompt: str, out_dir: str | Path, logger: RunLogger) -> StageResult:
     """Optimise a NeRF for `prompt`; writes ckpt.pt, preview.png and turntable.gif in `out_dir`."""
     out_dir = Path(out_dir)
-    seed_everything(config.seed, config.deterministic)
-    device = resolve_device(config.device)
-    prior = load_prior(config.prior, device)
     stage = config.stage1
-    guidance = make_guidance(prior, config.guidance_for("stage1"), stage.iterations, config.seed)
-    model = NeRFModel(config).to(device)
-    trainer = StageTrainer("stage1", model, prior, guidance, config, prompt, out_dir, logger, config.seed)
+    trainer = build_trainer("stage1", config, prompt, out_dir, logger, lambda: NeRFModel(config))
+    model, device = trainer.model, trainer.prior.device_
     result = trainer.run()
     fault_point("export", stage.iterations)
     model.eval()

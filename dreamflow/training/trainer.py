@@ -10,6 +10,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -66,6 +67,7 @@ class StageModel(nn.Module):
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and torch; ask torch for deterministic kernels (warn where none exists)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -201,3 +203,22 @@ class StageTrainer:
             self.step = iterations
         save_checkpoint(self.state(), self.final_path)
         return StageResult(iterations - resumed, time.time() - start_time, resumed, self.final_path)
+
+
+def build_trainer(stage: str, config: RunConfig, prompt: str, out_dir: str | Path, logger: RunLogger,
+                  make_model: Callable[[], StageModel], callback=None) -> StageTrainer:
+    """Seed, build the model, then the stage's prior and guidance, and the trainer around them.
+
+    The model is built first, right after seeding: attaching the LoRA source model (APFO, VSD)
+    draws from the torch RNG, and every method must start from the same initialisation.
+    """
+    from dreamflow.guidance import make_guidance
+    from dreamflow.priors import load_prior
+    from dreamflow.priors.loading import resolve_device
+
+    seed_everything(config.seed, config.deterministic)
+    device = resolve_device(config.device)
+    model = make_model().to(device)
+    prior = load_prior(config.refiner_prior if stage == "stage3" else config.prior, device)
+    guidance = make_guidance(prior, config.guidance_for(stage), getattr(config, stage).iterations, config.seed)
+    return StageTrainer(stage, model, prior, guidance, config, prompt, out_dir, logger, config.seed, callback)

@@ -1,0 +1,183 @@
+"""Convergence race on the toy world: APFO against SDS and VSD through the same stages.
+
+Every entry (method or variant, prompt, seed) runs stage 1, mesh extraction, stage 2 and stage 3
+from the same seed and the same initialisation, and scores held-out views against the known scene
+every `eval_every` iterations: silhouette IoU and colour error (all stages), Chamfer distance
+(mesh stages) and the toy CLIP score. Evaluation time is excluded from the timings. Finished
+stages are cached under `work_dir` and reused while their settings are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from dreamflow.config import RunConfig, load_config, to_dict
+from dreamflow.evaluate.toy_metrics import chamfer_distance, held_out_cameras, image_metrics
+from dreamflow.prompts import slugify
+from dreamflow.toyworld.scenes import ToyScene, parse_toy_prompt
+from dreamflow.training.logger import RunLogger
+
+BASELINES = ("sds", "vsd")
+STAGES = ("stage1", "stage2", "stage3")
+
+
+@dataclass
+class RaceConfig:
+    """What the race runs and what counts as converged."""
+
+    methods: tuple[str, ...] = ("apfo", "sds", "vsd")
+    prompts: tuple[str, ...] = ("a red cube", "a blue sphere", "a yellow cone")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    stages: tuple[str, ...] = STAGES
+    eval_every: int = 25
+    eval_views: int = 8
+    overrides: dict = field(default_factory=dict)  # applied to every entry
+    # label -> {"guidance.method": ..., other dotted overrides}: e.g. APFO with another schedule
+    variants: dict[str, dict] = field(default_factory=dict)
+    iou_threshold: float = 0.8
+    colour_threshold: float = 0.3
+    clip_model: str | None = "dreamflow-toy-clip"
+    clip_pretrained: str | None = "models/toy-clip/open_clip_model.safetensors"
+
+    def labels(self) -> list[str]:
+        return list(self.methods) + [v for v in self.variants if v not in self.methods]
+
+    def overrides_for(self, label: str, seed: int) -> dict:
+        extra = self.variants.get(label, {"guidance.method": label})
+        return {**self.overrides, **extra, "seed": seed}
+
+
+@dataclass(frozen=True)
+class RaceEntry:
+    label: str
+    prompt: str
+    seed: int
+
+
+class QualityProbe:
+    """Scores a stage's model on fixed held-out views of the known toy scene."""
+
+    def __init__(self, scene: ToyScene, config: RunConfig, stage: str, views: int, race: RaceConfig):
+        self.scene, self.stage = scene, stage
+        self.resolution = getattr(config, stage).resolution
+        self.cameras = held_out_cameras(config.camera, views)
+        self.clip = None
+        if race.clip_model and race.clip_pretrained and Path(race.clip_pretrained).exists():
+            from dreamflow.evaluate.toy_clip import load_clip
+
+            self.clip = load_clip(race.clip_model, race.clip_pretrained)
+
+    @torch.no_grad()
+    def __call__(self, model) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        output = model.render_views(self.cameras.to(_device_of(model)), self.resolution)
+        metrics = image_metrics(self.scene, self.cameras, output.opacity, output.albedo, self.resolution)
+        if self.stage != "stage1":
+            metrics |= chamfer_distance(model.to_trimesh(), self.scene, count=5000)
+        if self.clip is not None:
+            metrics["clip_score"] = self._clip_score(output.rgb)
+        model.train(was_training)
+        return metrics
+
+    def _clip_score(self, images: torch.Tensor) -> float:
+        from PIL import Image
+
+        model, preprocess, tokenizer = self.clip
+        pixels = (images.clamp(0, 1) * 255).round().byte().cpu().numpy()
+        batch = torch.stack([preprocess(Image.fromarray(p)) for p in pixels])
+        image = torch.nn.functional.normalize(model.encode_image(batch), dim=-1)
+        text = torch.nn.functional.normalize(model.encode_text(tokenizer([self.scene.prompt])), dim=-1)
+        return float(100 * (image @ text.T).mean())
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(iter(model.buffers()), next(model.parameters())).device
+
+
+def _settings_key(config: RunConfig, stage: str, race: RaceConfig) -> str:
+    blob = json.dumps([to_dict(config), stage, race.eval_every, race.eval_views, race.clip_pretrained], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_stage_with_probe(stage: str, config: RunConfig, prompt: str, folder: Path, race: RaceConfig,
+                         make_model) -> pd.DataFrame:
+    """Train one stage, scoring every `eval_every` steps; returns its curve (step, seconds, metrics)."""
+    from dreamflow.training.trainer import build_trainer
+
+    scene = parse_toy_prompt(prompt)
+    rows: list[dict] = []
+    spent_evaluating = [0.0]
+
+    def record(step: int, model, seconds: float) -> None:
+        if step % race.eval_every and step != getattr(config, stage).iterations:
+            return
+        begin = time.time()
+        rows.append({"step": step, "seconds": seconds - spent_evaluating[0], **probe(model)})
+        spent_evaluating[0] += time.time() - begin
+
+    # Built before the trainer, which seeds: loading CLIP draws from the global torch RNG.
+    probe = QualityProbe(scene, config, stage, race.eval_views, race)
+    trainer = build_trainer(stage, config, prompt, folder / stage, RunLogger(folder / stage), make_model, record)
+    record(0, trainer.model, 0.0)
+    trainer.run()
+    trainer.finish()
+    return pd.DataFrame(rows)
+
+
+def run_entry(entry: RaceEntry, config_path: str | Path, race: RaceConfig, work_dir: Path) -> pd.DataFrame:
+    """All of the entry's stages (each reused from `work_dir` when its settings are unchanged)."""
+    from dreamflow.export.extract import extract_mesh
+    from dreamflow.training.mesh_stages import build_mesh_model
+    from dreamflow.training.stage1 import NeRFModel
+
+    config = load_config(config_path, race.overrides_for(entry.label, entry.seed))
+    folder = work_dir / entry.label / slugify(entry.prompt) / f"seed{entry.seed}"
+    curves = []
+    for stage in race.stages:
+        curve_path = folder / f"curve_{stage}.csv"
+        key = _settings_key(config, stage, race)
+        key_path = folder / f"curve_{stage}.key"
+        if not (curve_path.exists() and key_path.exists() and key_path.read_text() == key):
+            if stage == "stage1":
+                make_model = lambda: NeRFModel(config)  # noqa: E731
+            elif stage == "stage2":
+                extract_mesh(folder / "stage1" / "ckpt.pt", config, folder / "mesh" / "coarse.obj")
+                make_model = lambda: build_mesh_model("stage2", config, folder / "stage1" / "ckpt.pt",  # noqa: E731
+                                                      folder / "mesh" / "coarse.obj")
+            else:
+                make_model = lambda: build_mesh_model("stage3", config, folder / "stage2" / "ckpt.pt", None)  # noqa: E731
+            curve = run_stage_with_probe(stage, config, entry.prompt, folder, race, make_model)
+            curve.to_csv(curve_path, index=False)
+            key_path.write_text(key)
+        curve = pd.read_csv(curve_path)
+        curves.append(curve.assign(method=entry.label, prompt=entry.prompt, seed=entry.seed, stage=stage))
+    return pd.concat(curves, ignore_index=True)
+
+
+def race(config_path: str | Path, race_config: RaceConfig, work_dir: str | Path,
+         shard: tuple[int, int] = (0, 1)) -> pd.DataFrame:
+    """Run (or reuse) every entry of shard i/n; returns the curves of all entries run here."""
+    for prompt in race_config.prompts:
+        if parse_toy_prompt(prompt) is None:
+            raise ValueError(f"race prompt {prompt!r} is not a toy-world prompt ('a <colour> <shape>'): "
+                             "the race needs the known scene to score against")
+    work_dir = Path(work_dir)
+    entries = [RaceEntry(label, prompt, seed) for label in race_config.labels()
+               for prompt in race_config.prompts for seed in race_config.seeds]
+    index, count = shard
+    mine = entries[index::count]
+    curves = []
+    for number, entry in enumerate(mine, start=1):
+        print(f"[race {index}/{count}] {number}/{len(mine)}: {entry.label} {entry.prompt!r} seed {entry.seed}", flush=True)
+        curves.append(run_entry(entry, config_path, race_config, work_dir))
+    columns = ["method", "prompt", "seed", "stage", "step", "seconds"]
+    frame = pd.concat(curves, ignore_index=True)
+    return frame[columns + [c for c in frame.columns if c not in columns]]

@@ -1,0 +1,169 @@
+"""docs/benchmarks.md from race curves and throughput rows: tables, paired ratios, plots."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from dreamflow.benchmarks.convergence import BASELINES, RaceConfig  # noqa: E402
+
+RUN_KEYS = ["stage", "method", "prompt", "seed"]
+# The aim of issue 6: APFO's iterations to threshold over each baseline's.
+TARGET_RATIO = {"vsd": 1 / 5, "sds": 1 / 2}
+
+
+def reached(frame: pd.DataFrame, race: RaceConfig) -> pd.Series:
+    return (frame["iou"] >= race.iou_threshold) & (frame["colour_error"] <= race.colour_threshold)
+
+
+def runs_table(curves: pd.DataFrame, race: RaceConfig) -> pd.DataFrame:
+    """One row per (stage, method, prompt, seed): first step/seconds at threshold and final quality."""
+    rows = []
+    for key, curve in curves.groupby(RUN_KEYS, sort=True):
+        curve = curve.sort_values("step")
+        hit = curve[reached(curve, race)]
+        last = curve.iloc[-1]
+        row = dict(zip(RUN_KEYS, key))
+        row |= {"steps_to_threshold": hit["step"].iloc[0] if len(hit) else float("nan"),
+                "seconds_to_threshold": hit["seconds"].iloc[0] if len(hit) else float("nan"),
+                "final_iou": last["iou"], "final_colour_error": last["colour_error"],
+                "iterations": int(last["step"]), "seconds_total": last["seconds"],
+                "seconds_per_iteration": last["seconds"] / max(int(last["step"]), 1)}
+        for column in ("chamfer_relative", "clip_score"):
+            if column in curve and pd.notna(last.get(column)):
+                row[f"final_{column}"] = last[column]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
+    finals = [c for c in runs.columns if c.startswith("final_")] + ["seconds_per_iteration"]
+    grouped = runs.groupby(["stage", "method"])
+    table = grouped[finals].mean()
+    table.insert(0, "runs", grouped.size())
+    table.insert(1, "reached", grouped["steps_to_threshold"].count())
+    for column in ("steps_to_threshold", "seconds_to_threshold"):
+        table[f"{column}_mean"] = grouped[column].mean()
+        table[f"{column}_std"] = grouped[column].std()
+    return table.reset_index()
+
+
+def ratio_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each non-baseline method's steps/seconds to threshold over each baseline's, paired by (prompt, seed)."""
+    rows = []
+    methods = [m for m in runs["method"].unique() if m not in BASELINES]
+    for stage, frame in runs.groupby("stage"):
+        by_method = {m: f.set_index(["prompt", "seed"]) for m, f in frame.groupby("method")}
+        for method in methods:
+            for baseline in BASELINES:
+                if method not in by_method or baseline not in by_method:
+                    continue
+                a, b = by_method[method], by_method[baseline].reindex(by_method[method].index)
+                only_method = int((a["steps_to_threshold"].notna() & b["steps_to_threshold"].isna()).sum())
+                only_baseline = int((a["steps_to_threshold"].isna() & b["steps_to_threshold"].notna()).sum())
+                for quantity in ("steps", "seconds"):
+                    ratio = (a[f"{quantity}_to_threshold"] / b[f"{quantity}_to_threshold"]).dropna()
+                    rows.append({"stage": stage, "method": method, "baseline": baseline, "quantity": quantity,
+                                 "paired_runs": len(ratio), "ratio_mean": ratio.mean(), "ratio_std": ratio.std(),
+                                 "ratio_median": ratio.median(), "only_method_reached": only_method,
+                                 "only_baseline_reached": only_baseline})
+    return pd.DataFrame(rows)
+
+
+def verdict(ratios: pd.DataFrame, method: str = "apfo", stage: str = "stage1") -> str:
+    """Met or missed, and by how much, for the issue's target."""
+    lines = []
+    for baseline, target in TARGET_RATIO.items():
+        row = ratios[(ratios["stage"] == stage) & (ratios["method"] == method) & (ratios["baseline"] == baseline)
+                     & (ratios["quantity"] == "steps")]
+        if row.empty or row["paired_runs"].iloc[0] == 0:
+            lines.append(f"* vs {baseline.upper()}: no pair where both reached the threshold: not measurable.")
+            continue
+        value = row["ratio_mean"].iloc[0]
+        status = "met" if value <= target else f"missed by {value / target:.1f}x"
+        lines.append(f"* vs {baseline.upper()}: {value:.2f} of its iterations over {row['paired_runs'].iloc[0]} "
+                     f"paired runs (target <= {target:.2f}): **{status}**.")
+    return "\n".join(lines)
+
+
+def plot_stage(curves: pd.DataFrame, stage: str, path: Path) -> Path:
+    """Mean (band: +- std over prompts and seeds) IoU and colour error against iterations and seconds."""
+    frame = curves[curves["stage"] == stage]
+    metrics = [m for m in ("iou", "colour_error", "chamfer_relative", "clip_score") if m in frame and frame[m].notna().any()]
+    fig, axes = plt.subplots(2, len(metrics), figsize=(4.2 * len(metrics), 7), squeeze=False)
+    for method, group in frame.groupby("method"):
+        stats = group.groupby("step")[["seconds", *metrics]].agg(["mean", "std"])
+        for column, metric in enumerate(metrics):
+            mean, std = stats[metric]["mean"], stats[metric]["std"].fillna(0)
+            for row, x in enumerate((stats.index, stats["seconds"]["mean"])):
+                ax = axes[row][column]
+                ax.plot(x, mean, label=method)
+                ax.fill_between(x, mean - std, mean + std, alpha=0.15)
+                ax.set_xlabel("iteration" if row == 0 else "seconds (evaluation excluded)")
+                ax.set_ylabel(metric)
+                ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.suptitle(f"{stage}: held-out quality (mean +- std over prompts and seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {torch.get_num_threads()} torch thread(s), {device}, torch {torch.__version__}"
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    return frame.round(3).to_markdown(index=False)
+
+
+def write_report(curves: pd.DataFrame, race: RaceConfig, out: Path, command: str,
+                 throughput: pd.DataFrame | None = None, notes: str = "") -> Path:
+    """Write `out` (markdown), the curves CSV and one plot per stage beside it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    curves.to_csv(out.with_name("convergence_curves.csv"), index=False)
+    runs = runs_table(curves, race)
+    ratios = ratio_table(runs)
+    parts = [f"# Benchmarks\n\nMeasured on {machine_line()}. Regenerate with:\n\n    {command}\n",
+             "## Convergence race (toy world)\n",
+             f"Methods {', '.join(race.labels())}; prompts {', '.join(race.prompts)}; seeds "
+             f"{', '.join(map(str, race.seeds))}. Same seed, same initialisation and same camera/noise generators "
+             f"for every method; stages {', '.join(race.stages)} in sequence (each method's stage 2 starts from its "
+             f"own stage-1 mesh). Quality on {race.eval_views} held-out views every {race.eval_every} iterations; "
+             f"threshold: silhouette IoU >= {race.iou_threshold} and colour error <= {race.colour_threshold} "
+             "(mean RGB distance of albedo on the true foreground). Seconds exclude evaluation.\n"]
+    if race.variants:
+        parts.append("Variants: " + "; ".join(f"`{k}` = {v}" for k, v in race.variants.items()) + "\n")
+    parts += ["### Per stage and method\n", _markdown(summary_table(runs)) + "\n",
+              "### Paired ratios (method / baseline, same prompt and seed, both reached)\n",
+              _markdown(ratios) + "\n" if not ratios.empty else "No pairs.\n",
+              "### Target: APFO <= 1/5 of VSD's and <= 1/2 of SDS's stage-1 iterations to threshold\n",
+              verdict(ratios) + "\n"]
+    for stage in race.stages:
+        if (curves["stage"] == stage).any():
+            plot = plot_stage(curves, stage, out.with_name(f"convergence_{stage}.png"))
+            parts.append(f"![{stage} convergence]({plot.name})\n")
+    parts += ["### Per run\n", _markdown(runs) + "\n"]
+    if throughput is not None and not throughput.empty:
+        parts += ["## Throughput per stage (this machine)\n", _markdown(throughput) + "\n"]
+    if notes:
+        parts.append(notes.strip() + "\n")
+    out.write_text("\n".join(parts))
+    return out

@@ -1,0 +1,129 @@
+"""Throughput per stage, method and back end: iterations/s, UNet share of the time, peak memory.
+
+Each (stage, method) is measured in its own process so that peak memory (RSS, and CUDA's
+`max_memory_allocated` on a GPU) belongs to that measurement alone. Stages 2-3 are timed on an
+icosphere with the extraction's face budget, so no stage-1 result is needed. With a real or
+architecture-only prior (`--set prior.architecture_only=true` on a GPU with config/paper.yaml)
+the same command gives the time per asset at the paper's iteration counts.
+
+    python -m dreamflow.benchmarks.throughput --config config/toy.yaml --stage stage1 --method apfo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+STAGE_METHODS = {"stage1": ("apfo", "sds", "vsd"), "stage2": ("apfo", "sds", "vsd"), "stage3": ("apfo", "sds", "vsd")}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class UNetTimer:
+    """Wraps the prior's UNet forward to count its calls and the seconds spent in them."""
+
+    def __init__(self, unet, device: torch.device):
+        self.calls, self.seconds, self.device = 0, 0.0, device
+        self.forward = unet.forward
+
+        def timed(*args, **kwargs):
+            _sync(device)
+            begin = time.perf_counter()
+            result = self.forward(*args, **kwargs)
+            _sync(device)
+            self.seconds += time.perf_counter() - begin
+            self.calls += 1
+            return result
+
+        unet.forward = timed
+
+
+def _mesh_model(config):
+    import trimesh
+
+    from dreamflow.geometry.mesh import TexturedMesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=0.45)
+    sphere = sphere.simplify_quadric_decimation(face_count=config.extract.target_faces)
+    return TexturedMesh(torch.as_tensor(sphere.vertices), torch.as_tensor(sphere.faces), config)
+
+
+def measure(config_path: str, stage: str, method: str, steps: int = 20, warmup: int = 3,
+            overrides: dict | None = None) -> dict:
+    """Time `steps` training iterations of one stage after `warmup` untimed ones (this process)."""
+    from dreamflow.config import load_config
+    from dreamflow.training.logger import RunLogger
+    from dreamflow.training.stage1 import NeRFModel
+    from dreamflow.training.trainer import build_trainer
+
+    config = load_config(config_path, {**(overrides or {}), "guidance.method": method})
+    make_model = (lambda: NeRFModel(config)) if stage == "stage1" else (lambda: _mesh_model(config))
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = build_trainer(stage, config, "a red cube", folder, RunLogger(folder), make_model)
+        device = trainer.prior.device_
+        for trainer.step in range(warmup):
+            trainer.train_step()
+        timer = UNetTimer(trainer.prior.unet, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        _sync(device)
+        begin = time.perf_counter()
+        for trainer.step in range(warmup, warmup + steps):
+            trainer.train_step()
+        _sync(device)
+        seconds = (time.perf_counter() - begin) / steps
+    stage_config = getattr(config, stage)
+    return {"stage": stage, "method": method, "resolution": stage_config.resolution,
+            "backend": ", ".join(f"{k}={v}" for k, v in trainer.model.backend().items()),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "iterations_per_second": 1 / seconds, "seconds_per_iteration": seconds,
+            "unet_calls_per_iteration": timer.calls / steps, "unet_share": timer.seconds / (seconds * steps),
+            "stage_iterations": stage_config.iterations, "stage_seconds": seconds * stage_config.iterations,
+            "unet_floor_seconds": timer.seconds / steps * stage_config.iterations,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")}
+
+
+def measure_throughput(config_path: str, stages: tuple[str, ...] = ("stage1", "stage2", "stage3"),
+                       steps: int = 20, overrides: dict | None = None) -> pd.DataFrame:
+    """Every (stage, method) measured in a fresh process; one row each."""
+    rows = []
+    for stage in stages:
+        for method in STAGE_METHODS[stage]:
+            command = [sys.executable, "-m", "dreamflow.benchmarks.throughput", "--config", str(config_path),
+                       "--stage", stage, "--method", method, "--steps", str(steps),
+                       "--overrides", json.dumps(overrides or {})]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"throughput of {stage}/{method} failed:\n{result.stderr[-3000:]}")
+            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+            print(f"[throughput] {stage} {method}: {rows[-1]['seconds_per_iteration']:.3f} s/it", flush=True)
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="config/toy.yaml")
+    parser.add_argument("--stage", choices=list(STAGE_METHODS), required=True)
+    parser.add_argument("--method", choices=["apfo", "sds", "vsd"], required=True)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--overrides", default="{}", help="JSON object of dotted config overrides")
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(args.config, args.stage, args.method, args.steps, overrides=json.loads(args.overrides))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

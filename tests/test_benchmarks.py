@@ -1,0 +1,94 @@
+"""The benchmark harness (not the benchmark numbers): ratios, verdict, a tiny real race, throughput."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from dreamflow.benchmarks.convergence import RaceConfig, race
+from dreamflow.benchmarks.report import ratio_table, runs_table, verdict, write_report
+
+from .conftest import ROOT
+
+TINY = {"stage1.iterations": 4, "stage1.checkpoint_every": 2, "volume.samples_per_ray": 16,
+        "guidance.num_timesteps": 2, "extract.grid_resolution": 40, "extract.target_faces": 300,
+        "stage2.iterations": 2}
+
+
+def curve(method, prompt, seed, ious, colours, seconds_per_step=1.0, every=10):
+    return pd.DataFrame({"method": method, "prompt": prompt, "seed": seed, "stage": "stage1",
+                         "step": [i * every for i in range(len(ious))],
+                         "seconds": [i * every * seconds_per_step for i in range(len(ious))],
+                         "iou": ious, "colour_error": colours})
+
+
+def test_ratios_are_paired_by_prompt_and_seed_and_the_verdict_says_by_how_much():
+    race_config = RaceConfig(iou_threshold=0.8, colour_threshold=0.3)
+    curves = pd.concat([
+        curve("apfo", "a red cube", 0, [0.5, 0.9, 0.9, 0.9], [0.5, 0.2, 0.2, 0.2]),  # reaches at step 10
+        curve("sds", "a red cube", 0, [0.5, 0.6, 0.9, 0.9], [0.5, 0.5, 0.2, 0.2]),  # step 20
+        curve("vsd", "a red cube", 0, [0.5, 0.6, 0.7, 0.9], [0.5, 0.5, 0.2, 0.2]),  # step 30
+        curve("apfo", "a red cube", 1, [0.5, 0.6, 0.6, 0.6], [0.5, 0.5, 0.5, 0.5]),  # never
+        curve("sds", "a red cube", 1, [0.5, 0.9, 0.9, 0.9], [0.5, 0.2, 0.2, 0.2]),
+        curve("vsd", "a red cube", 1, [0.5, 0.9, 0.9, 0.9], [0.5, 0.2, 0.2, 0.2]),
+    ])
+    runs = runs_table(curves, race_config)
+    by_run = runs.set_index(["method", "seed"])
+    assert by_run.loc[("apfo", 0), "steps_to_threshold"] == 10 and by_run.loc[("vsd", 0), "steps_to_threshold"] == 30
+    assert math.isnan(by_run.loc[("apfo", 1), "steps_to_threshold"])
+    ratios = ratio_table(runs).set_index(["baseline", "quantity"])
+    assert ratios.loc[("sds", "steps"), "ratio_mean"] == pytest.approx(0.5)
+    assert ratios.loc[("vsd", "steps"), "ratio_mean"] == pytest.approx(1 / 3)
+    assert ratios.loc[("vsd", "steps"), "paired_runs"] == 1
+    assert ratios.loc[("vsd", "steps"), "only_baseline_reached"] == 1
+    text = verdict(ratio_table(runs))
+    assert "vs SDS: 0.50" in text and "**met**" in text  # 0.5 <= 1/2
+    assert "vs VSD: 0.33" in text and "missed by 1.7x" in text  # 0.33 > 1/5
+
+
+def test_tiny_race_through_two_stages_writes_the_report_and_reuses_finished_runs(tmp_path):
+    race_config = RaceConfig(methods=("apfo", "sds"), prompts=("a red cube",), seeds=(0,), stages=("stage1", "stage2"),
+                             eval_every=2, eval_views=2, overrides=TINY,
+                             clip_pretrained=str(ROOT / "models" / "toy-clip" / "open_clip_model.safetensors"))
+    config_path = ROOT / "config" / "toy.yaml"
+    curves = race(config_path, race_config, tmp_path / "work")
+    assert set(curves["method"]) == {"apfo", "sds"} and set(curves["stage"]) == {"stage1", "stage2"}
+    stage1 = curves[(curves["stage"] == "stage1") & (curves["method"] == "apfo")]
+    assert list(stage1["step"]) == [0, 2, 4]
+    assert stage1["seconds"].is_monotonic_increasing and stage1["iou"].between(0, 1).all()
+    assert curves["clip_score"].notna().all()
+    assert curves.loc[curves["stage"] == "stage2", "chamfer_relative"].notna().all()
+    # Same initialisation for every method: identical quality before the first step.
+    first = curves[(curves["stage"] == "stage1") & (curves["step"] == 0)].set_index("method")
+    assert first.loc["apfo", "iou"] == first.loc["sds", "iou"]
+    assert first.loc["apfo", "colour_error"] == first.loc["sds", "colour_error"]
+
+    cached = sorted((tmp_path / "work").rglob("curve_*.csv"))
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    again = race(config_path, race_config, tmp_path / "work")
+    assert [p.stat().st_mtime_ns for p in cached] == stamps  # reused, not re-run
+    pd.testing.assert_frame_equal(again, curves)
+
+    report = write_report(curves, race_config, tmp_path / "docs" / "benchmarks.md", "dreamflow benchmark --test")
+    text = report.read_text()
+    assert "dreamflow benchmark --test" in text and "Paired ratios" in text and "| apfo" in text
+    assert (tmp_path / "docs" / "convergence_stage1.png").stat().st_size > 1000
+    assert (tmp_path / "docs" / "convergence_stage2.png").exists()
+
+
+def test_race_rejects_a_prompt_without_ground_truth(tmp_path):
+    with pytest.raises(ValueError, match="not a toy-world prompt"):
+        race(ROOT / "config" / "toy.yaml", RaceConfig(prompts=("a photo of a dog",)), tmp_path)
+
+
+def test_throughput_counts_unet_calls_per_method(monkeypatch):
+    from dreamflow.benchmarks.throughput import measure
+
+    monkeypatch.chdir(ROOT)
+    overrides = {"extract.target_faces": 300, "stage2.resolution": 32}
+    sds = measure("config/toy.yaml", "stage2", "sds", steps=2, warmup=1, overrides=overrides)
+    apfo = measure("config/toy.yaml", "stage2", "apfo", steps=2, warmup=1, overrides=overrides)
+    # SDS: one batched CFG call. APFO: CFG + the source model + one LoRA training step.
+    assert sds["unet_calls_per_iteration"] == 1 and apfo["unet_calls_per_iteration"] == 3
+    assert 0 < sds["unet_share"] < 1 and sds["seconds_per_iteration"] > 0 and sds["peak_rss_mb"] > 100
+    assert apfo["backend"] == "rasterizer=torch, hash_grid=torch"
