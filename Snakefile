@@ -26,3 +26,9 @@ include: "workflow/rules/stage2.smk"
 include: "workflow/rules/stage3.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+
+
+# A failed job stops its own chain only (profiles use keep-going); the summary still lists every
+# asset, with failed ones marked, instead of being skipped.
+onerror:
+    write_partial_summary()

@@ -67,7 +67,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser, needs_prompt: bool = Tru
 
 
 def cmd_stage(args) -> int:
-    from dreamflow.training.trainer import NonFiniteError
+    from dreamflow.training.status import clear_failure, record_failure
+    from dreamflow.training.trainer import NonFiniteError, Preempted
 
     config = _load_config(args)
     prompt = _prompt(args)
@@ -75,6 +76,8 @@ def cmd_stage(args) -> int:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "prompt.txt").write_text(prompt + "\n", encoding="utf-8")
     logger = _logger(args, config, stage, prompt)
+    failure = lambda error, step=None: record_failure(args.out, stage, prompt, config.guidance.method,  # noqa: E731
+                                                      config.seed, error, step)
     try:
         if stage == "stage1":
             from dreamflow.training.stage1 import run_stage1
@@ -85,9 +88,19 @@ def cmd_stage(args) -> int:
 
             result = run_mesh_stage(stage, config, prompt, args.out, logger, args.init, args.mesh)
     except NonFiniteError as error:
+        failure(error, error.step)
         logger.finish(exit_code=1)
         print(f"error: {error}", file=sys.stderr)
         return 3
+    except Preempted as error:
+        logger.finish(exit_code=1)
+        print(f"stopped: {error}", file=sys.stderr)
+        return 128 + error.signal_number
+    except Exception as error:
+        failure(error)
+        logger.finish(exit_code=1)
+        raise
+    clear_failure(args.out)
     logger.finish()
     print(json.dumps({"stage": stage, "steps": result.steps, "seconds": round(result.seconds, 2),
                       "resumed_from": result.resumed_from}))
@@ -176,7 +189,8 @@ def cmd_benchmark(args) -> int:
     from dreamflow.benchmarks.report import write_report
 
     config = RaceConfig(methods=tuple(args.methods), prompts=tuple(args.prompts), seeds=tuple(args.seeds),
-                        stages=tuple(args.stages), eval_every=args.eval_every, overrides=_overrides(args.set),
+                        stages=tuple(args.stages), mesh_seeds=tuple(args.mesh_seeds) if args.mesh_seeds else None,
+                        eval_every=args.eval_every, overrides=_overrides(args.set),
                         variants=_variants(args.variant), iou_threshold=args.iou_threshold,
                         colour_threshold=args.colour_threshold)
     shard = tuple(int(x) for x in args.shard.split("/")) if args.shard else (0, 1)
@@ -262,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--stages", nargs="+", default=["stage1", "stage2", "stage3"],
                    choices=["stage1", "stage2", "stage3"], help="stages to race (in order; each needs the previous)")
+    p.add_argument("--mesh-seeds", nargs="+", type=int, help="seeds that also race stages 2-3 (default: all)")
     p.add_argument("--variant", action="append", metavar="LABEL:KEY=VALUE,...",
                    help="an extra entry, e.g. apfo-sigma:guidance.schedule=sigma (method apfo unless given)")
     p.add_argument("--eval-every", type=int, default=25)

@@ -1,4 +1,5 @@
 import functools
+import os
 import subprocess
 import sys
 
@@ -176,3 +177,37 @@ def test_refiner_img2img_keeps_prompt_colour_and_shape():
           f"{sharpness(images.permute(0, 3, 1, 2)):.4f} (sharp {sharpness(sharp):.4f})")
     assert hue >= 0.9 and shape >= 0.7
     assert sharpness(images.permute(0, 3, 1, 2)) > sharpness(blurry)
+
+
+def test_hub_id_loads_from_the_model_cache_in_concurrent_processes_without_writing(tmp_path):
+    """Three jobs load one prior by hub id from a shared Hugging Face cache (offline) at the same time:
+    identical predictions, and the cache is left byte-for-byte as it was."""
+    import shutil
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--dreamflow--toy-sd21"
+    shutil.copytree(TOY_PRIOR, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    before = {p: p.stat().st_size for p in (tmp_path / "hub").rglob("*") if p.is_file()}
+    script = """
+import sys, torch
+from dreamflow.config import PriorConfig
+from dreamflow.priors import load_prior
+prior = load_prior(PriorConfig(pretrained="dreamflow/toy-sd21"), "cpu")
+text = prior.text_embeddings("a red cube", batch_size=1)
+x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    torch.save(prior.predict_eps_cfg(x, torch.tensor([500]), text, 7.5), sys.argv[1])
+"""
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
+               DREAMFLOW_CACHE=str(tmp_path / "embeddings"))
+    outputs = [tmp_path / f"eps{i}.pt" for i in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(o)], cwd=tmp_path, env=env,
+                              stderr=subprocess.PIPE, text=True) for o in outputs]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    results = [torch.load(o) for o in outputs]
+    assert all(torch.equal(results[0], r) for r in results[1:])
+    after = {p: p.stat().st_size for p in (tmp_path / "hub").rglob("*") if p.is_file()}
+    assert after == before

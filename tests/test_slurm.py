@@ -1,14 +1,28 @@
-"""The smoke suite through `--profile slurm` on a real single-node SLURM cluster."""
+"""A 2-prompt suite through `--profile slurm` on a real single-node SLURM cluster, with a running
+stage-1 job requeued (what preemption does) halfway through its optimisation."""
 
+import json
+import os
 import re
 import shutil
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import torch
 
-from .test_workflow import make_workdir, planned_jobs, snakemake  # noqa: F401
+from .test_workflow import ROOT, SNAKEMAKE, make_workdir
 
 pytestmark = pytest.mark.slurm
+
+SUITE = """suite: requeue
+prompts: prompts2.txt
+pipeline_overrides:
+  stage1.iterations: 30
+  stage1.checkpoint_every: 3
+"""
 
 
 def cluster_up() -> bool:
@@ -18,16 +32,70 @@ def cluster_up() -> bool:
     return result.returncode == 0 and bool(re.search(r"idle|mixed|allocated", result.stdout))
 
 
+def requeue_when_checkpointed(results, prompt_slug_prefix: str, deadline: float) -> str:
+    """Requeue the stage-1 job of one prompt once its first periodic checkpoint exists; its job id."""
+    while time.time() < deadline:
+        resume = list(results.glob(f"apfo/{prompt_slug_prefix}*/seed0/stage1/resume/ckpt.pt"))
+        if resume:
+            jobs = subprocess.run(["squeue", "-h", "-o", "%i %k %T"], capture_output=True, text=True).stdout
+            for line in jobs.splitlines():
+                job_id, comment, state = (line.split() + ["", ""])[:3]
+                names = (prompt_slug_prefix, prompt_slug_prefix.replace("-", "_"))
+                if comment.startswith("rule_stage1") and any(n in comment for n in names) and state == "RUNNING":
+                    subprocess.run(["scontrol", "requeue", job_id], check=True)
+                    # A requeued job becomes eligible only after a delay (about 2 min); release it now.
+                    for _ in range(120):  # accepted once the killed job has left COMPLETING
+                        time.sleep(1)
+                        update = subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"],
+                                                capture_output=True, text=True)
+                        if update.returncode == 0:
+                            return job_id
+                    return job_id
+        time.sleep(0.5)
+    raise AssertionError("stage 1 never wrote a periodic checkpoint under SLURM")
+
+
 @pytest.mark.skipif(not cluster_up(), reason="no local SLURM cluster: run scripts/slurm/start_local_cluster.sh (root)")
-def test_smoke_suite_through_the_slurm_profile(tmp_path):
+def test_suite_through_the_slurm_profile_survives_a_requeue(tmp_path):
     workdir = make_workdir(tmp_path)
-    result, output = snakemake(workdir, "--cores", "all", "--profile", "slurm", "--configfile", "config/smoke.yaml",
-                               "--verbose", timeout=1500)
-    assert result.returncode == 0, output[-5000:]
-    assert list((workdir / "results" / "smoke").glob("apfo/*/seed0/metrics.json"))
-    assert (workdir / "results" / "smoke" / "summary.csv").exists()
+    (workdir / "prompts2.txt").write_text("a red cube\na blue sphere\n")
+    (workdir / "requeue.yaml").write_text(SUITE)
+    command = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "all",
+               "--profile", "slurm", "--configfile", "config/smoke.yaml", "requeue.yaml", "--verbose",
+               "--slurm-init-seconds-before-status-checks", "5"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    results = workdir / "results" / "requeue"
+    try:
+        job_id = requeue_when_checkpointed(results, "a-red-cube", time.time() + 600)
+        output, _ = process.communicate(timeout=1500)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output[-5000:]
+
+    # The requeued job resumed from its checkpoint instead of starting over.
+    log = [json.loads(line) for line in next(results.glob("apfo/a-red-cube*/seed0/stage1/log.jsonl")).read_text().splitlines()]
+    resumed = [record for record in log if record.get("event") == "resumed"]
+    assert resumed and resumed[0]["step"] >= 3, (job_id, log[-5:])
+    stopped = [record for record in log if record.get("event") == "stopped"]
+    assert stopped and stopped[0]["signal"] == "SIGTERM"  # SIGTERM turned into a checkpoint at that step
+    assert resumed[0]["step"] == stopped[0]["step"]
+    for asset in results.glob("apfo/*/seed0"):
+        assert (asset / "metrics.json").exists() and not (asset / "stage1" / "resume").exists()
+    assert len(list(results.glob("apfo/*/seed0/metrics.json"))) == 2
+    assert (results / "summary.csv").exists()
+
+    # Both prompts' jobs shared one text-embedding cache: every entry complete, no temporary files.
+    cache = list((tmp_path / "cache" / "text_embeddings").glob("*")) if (tmp_path / "cache").exists() else []
+    for entry in cache:
+        assert not entry.name.startswith(".tmp-"), entry
+        assert torch.load(entry, weights_only=True)["cond"].isfinite().all()
+
     calls = [line for line in output.splitlines() if "sbatch call:" in line]
     by_rule = {re.search(r"rule_([a-z0-9_]+?)(?:_wildcards|\W)", c).group(1): c for c in calls}
     for rule in ("stage1", "stage2", "stage3", "evaluate"):
         assert "--gpus=1" in by_rule[rule], by_rule.get(rule)
+    assert "--requeue" in by_rule["stage1"]
     assert "--gpus" not in by_rule["extract_mesh"] and "--gres" not in by_rule["extract_mesh"]

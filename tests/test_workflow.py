@@ -2,11 +2,13 @@
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from .conftest import ROOT
 
@@ -20,8 +22,10 @@ def make_workdir(path: Path) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args, timeout=1200):
+def snakemake(workdir: Path, *args, timeout=1200, env_extra=None):
     env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env.pop("DREAMFLOW_FAULT", None)
+    env.update(env_extra or {})
     command = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     return result, result.stdout + result.stderr
@@ -120,3 +124,60 @@ def test_exported_glb_round_trips_with_uvs_and_texture(smoke_run):
     image = mesh.visual.material.baseColorTexture
     assert image is not None and image.size == (64, 64)
     assert 0.0 <= mesh.visual.uv.min() and mesh.visual.uv.max() <= 1.0
+
+
+def test_kill_at_random_points_then_rerun_matches_the_uninterrupted_run(smoke_run, tmp_path):
+    """SIGKILL a stage during optimisation, export and a checkpoint write; rerun after each kill.
+
+    Snakemake deletes each killed job's outputs; the stage resumes from its last complete
+    checkpoint (resume/ckpt.pt), and the final asset is bit-identical to the uninterrupted run's.
+    """
+    seed = int(os.environ.get("DREAMFLOW_FAULT_SEED", "2026"))
+    rng = random.Random(seed)
+    faults = [f"stage1:step:{rng.randint(1, 5)}", "stage2:export:3", f"stage3:checkpoint:{rng.randint(1, 3)}"]
+    workdir = make_workdir(tmp_path)
+    for fault in faults:
+        result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/smoke.yaml",
+                                   env_extra={"DREAMFLOW_FAULT": fault})
+        assert result.returncode != 0, (seed, fault, output[-3000:])  # the kill happened and was seen
+        stage = fault.split(":")[0]
+        asset = next((workdir / "results" / "smoke" / "apfo").glob("*/seed0"))
+        assert not (asset / stage / "ckpt.pt").exists(), (seed, fault)  # failed job's outputs removed
+    result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert result.returncode == 0, (seed, faults, output[-3000:])
+
+    asset = next((workdir / "results" / "smoke" / "apfo").glob("*/seed0"))
+    reference = next((smoke_run / "results" / "smoke" / "apfo").glob("*/seed0"))
+    for stage in ("stage1", "stage2", "stage3"):
+        ours = torch.load(asset / stage / "ckpt.pt", weights_only=False)["model"]
+        theirs = torch.load(reference / stage / "ckpt.pt", weights_only=False)["model"]
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            assert torch.equal(ours[key], theirs[key]), (seed, faults, stage, key)
+        assert not (asset / stage / "resume").exists()
+    events = [json.loads(line) for line in (asset / "stage1" / "log.jsonl").read_text().splitlines()]
+    killed_at = int(faults[0].split(":")[-1])
+    expected = [{"step": killed_at - killed_at % 3}] if killed_at >= 3 else []
+    assert [{"step": e["step"]} for e in events if e.get("event") == "resumed"] == expected, (seed, faults)
+    assert json.loads((asset / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_nan_in_one_asset_is_marked_failed_in_the_suite_summary(smoke_run):
+    """Runs last in this module: it adds a second prompt to the smoke suite's results."""
+    (smoke_run / "two.txt").write_text("a red cube\na blue sphere\n")
+    (smoke_run / "two.yaml").write_text("prompts: two.txt\n")
+    result, output = snakemake(smoke_run, "--cores", "2", "--keep-going", "--configfile", "config/smoke.yaml",
+                               "two.yaml", env_extra={"DREAMFLOW_INJECT_NAN_AT_STEP": "4@a blue sphere"})
+    assert result.returncode != 0
+    assert "non-finite loss or parameters at step 4" in output or "lists every asset" in output, output[-3000:]
+    results = smoke_run / "results" / "smoke"
+    import pandas as pd
+
+    summary = pd.read_csv(results / "summary.csv").set_index("prompt")
+    assert summary.loc["a red cube", "status"] == "ok"
+    status = summary.loc["a blue sphere", "status"]
+    assert status.startswith("failed: stage1 at step 4: NonFiniteError"), status
+    assert "a blue sphere" in (results / "report.html").read_text()
+    sphere = next((results / "apfo").glob("a-blue-sphere-*/seed0"))
+    state = torch.load(sphere / "stage1" / "resume" / "ckpt.pt", weights_only=False)
+    assert state["step"] == 3  # the last good checkpoint (every 3 steps in the smoke config) is kept

@@ -36,6 +36,7 @@ class RaceConfig:
     prompts: tuple[str, ...] = ("a red cube", "a blue sphere", "a yellow cone")
     seeds: tuple[int, ...] = (0, 1, 2)
     stages: tuple[str, ...] = STAGES
+    mesh_seeds: tuple[int, ...] | None = None  # seeds that also run stages 2-3 (default: every seed)
     eval_every: int = 25
     eval_views: int = 8
     overrides: dict = field(default_factory=dict)  # applied to every entry
@@ -102,8 +103,15 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return next(iter(model.buffers()), next(model.parameters())).device
 
 
+# Config blocks each stage's result depends on (its own and every earlier stage's).
+_SHARED = ["seed", "device", "deterministic", "camera", "guidance", "nerf", "shading", "prior", "volume", "stage1"]
+STAGE_BLOCKS = {"stage1": _SHARED, "stage2": _SHARED + ["extract", "rasterizer", "stage2"],
+                "stage3": _SHARED + ["extract", "rasterizer", "stage2", "refiner_prior", "stage3"]}
+
+
 def _settings_key(config: RunConfig, stage: str, race: RaceConfig) -> str:
-    blob = json.dumps([to_dict(config), stage, race.eval_every, race.eval_views, race.clip_pretrained], sort_keys=True)
+    blocks = {key: value for key, value in to_dict(config).items() if key in STAGE_BLOCKS[stage]}
+    blob = json.dumps([blocks, stage, race.eval_every, race.eval_views, race.clip_pretrained], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -141,7 +149,8 @@ def run_entry(entry: RaceEntry, config_path: str | Path, race: RaceConfig, work_
     config = load_config(config_path, race.overrides_for(entry.label, entry.seed))
     folder = work_dir / entry.label / slugify(entry.prompt) / f"seed{entry.seed}"
     curves = []
-    for stage in race.stages:
+    stages = race.stages if race.mesh_seeds is None or entry.seed in race.mesh_seeds else ("stage1",)
+    for stage in [s for s in stages if s in race.stages]:
         curve_path = folder / f"curve_{stage}.csv"
         key = _settings_key(config, stage, race)
         key_path = folder / f"curve_{stage}.key"

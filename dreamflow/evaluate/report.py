@@ -15,16 +15,28 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from dreamflow.training.checkpoint import atomic_write_bytes  # noqa: E402
+from dreamflow.training.status import describe, find_failures  # noqa: E402
 
 COLUMNS = ["method", "seed", "prompt", "status", "clip_score", "clip_rank", "stage1_iou", "stage1_colour_error",
            "stage2_iou", "stage3_iou", "stage3_colour_error", "stage3_chamfer", "stage3_chamfer_relative",
            "seconds_stage1", "seconds_extract_mesh", "seconds_stage2", "seconds_stage3", "seconds_total"]
 
 
-def load_metrics(paths: list[str]) -> pd.DataFrame:
+def load_metrics(paths: list[str], labels: list[dict] | None = None) -> pd.DataFrame:
+    """One row per asset. An asset without metrics.json is kept as a row: `failed: ...` when a stage
+    left a failure record, else `missing`; `labels` (method, seed, prompt per path) fill its identity."""
     rows = []
-    for path in paths:
-        data = json.loads(Path(path).read_text())
+    for i, path in enumerate(paths):
+        path = Path(path)
+        if path.exists():
+            data = json.loads(path.read_text())
+        else:
+            failures = find_failures(path.parent)
+            first = failures[0] if failures else {}
+            data = {key: first.get(key) for key in ("prompt", "method", "seed")}
+            data["status"] = describe(first) if failures else "missing (not run, or an earlier stage did not finish)"
+        if labels is not None:
+            data = {**labels[i], **{k: v for k, v in data.items() if v is not None}}
         data["metrics_file"] = str(path)
         rows.append({k: v for k, v in data.items() if not isinstance(v, (dict, list))}
                     | {"clip_similarities": data.get("clip_similarities", {})})
@@ -45,9 +57,11 @@ def r_precision(frame: pd.DataFrame) -> pd.Series:
     return frame.assign(r_precision=frame.apply(hit, axis=1)).groupby("method")["r_precision"].mean()
 
 
-def summarize_suite(metrics: list[str], out_dir: str | Path, suite: str) -> dict[str, Path]:
+def summarize_suite(metrics: list[str], out_dir: str | Path, suite: str,
+                    labels: list[dict] | None = None) -> dict[str, Path]:
+    """summary.csv/.md, quality_vs_time.png and report.html; failed or missing assets stay as rows."""
     out_dir = Path(out_dir)
-    frame = load_metrics(metrics)
+    frame = load_metrics(metrics, labels)
     table = frame[COLUMNS + ["metrics_file"]].sort_values(["method", "prompt", "seed"])
     paths = {"csv": out_dir / "summary.csv", "md": out_dir / "summary.md", "html": out_dir / "report.html",
              "plot": out_dir / "quality_vs_time.png"}
@@ -56,7 +70,7 @@ def summarize_suite(metrics: list[str], out_dir: str | Path, suite: str) -> dict
     per_method = table.groupby("method")[numeric].mean(numeric_only=True)
     per_method["r_precision"] = r_precision(frame)
     per_method["assets"] = table.groupby("method").size()
-    per_method["failed"] = table[table["status"] != "ok"].groupby("method").size().reindex(per_method.index).fillna(0)
+    per_method["failed_or_missing"] = table[table["status"] != "ok"].groupby("method").size().reindex(per_method.index).fillna(0)
     markdown = (f"# Suite `{suite}`\n\n## Mean per method\n\n{per_method.round(4).to_markdown()}\n\n"
                 f"## Per asset\n\n{table.drop(columns=['metrics_file']).round(4).to_markdown(index=False)}\n")
     atomic_write_bytes(paths["md"], lambda s: s.write(markdown.encode()))
@@ -88,7 +102,9 @@ def _html(suite: str, table: pd.DataFrame, per_method: pd.DataFrame, paths: dict
         turntable = asset / "stage3" / "turntable.gif"
         source = os.path.relpath(turntable, paths["html"].parent)
         status = html.escape(str(row["status"]))
-        cards.append(f"<figure><img src='{html.escape(source)}' width='192'><figcaption>{html.escape(row['prompt'])}"
+        picture = (f"<img src='{html.escape(source)}' width='192'>" if turntable.exists()
+                   else "<div style='width:192px;height:96px;background:#fdd'>no turntable</div>")
+        cards.append(f"<figure>{picture}<figcaption>{html.escape(str(row['prompt']))}"
                      f"<br>{html.escape(str(row['method']))} seed {row['seed']} - {status}, CLIP "
                      f"{row['clip_score']:.1f}</figcaption></figure>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>DreamFlow suite {html.escape(suite)}</title>

@@ -73,6 +73,12 @@ class RunLogger:
         if self.run is not None:
             self._safe(lambda: self.run.log(metrics, step=step))
 
+    def event(self, name: str, step: int, **fields: Any) -> None:
+        """A lifecycle record (resumed, stopped) in the local log only."""
+        record = {"event": name, "step": step, "time": time.time(), **fields}
+        with self.path.open("a") as stream:
+            stream.write(json.dumps(record) + "\n")
+
     def log_media(self, step: int, images: dict[str, Path] | None = None, videos: dict[str, Path] | None = None,
                   meshes: dict[str, Path] | None = None) -> None:
         if self.run is None:

@@ -55,7 +55,7 @@ def run_mesh_stage(stage: str, config: RunConfig, prompt: str, out_dir: str | Pa
     trainer = build_trainer(stage, config, prompt, out_dir, logger, lambda: build_mesh_model(stage, config, init, mesh))
     model = trainer.model
     result = trainer.run()
-    fault_point("export", stage_config.iterations)
+    fault_point(f"{stage}:export", stage_config.iterations)
     model.eval()
     with torch.no_grad():
         files = export_asset(model, config, out_dir, stage_config.resolution, with_obj=stage == "stage3")

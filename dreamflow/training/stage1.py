@@ -62,7 +62,7 @@ def run_stage1(config: RunConfig, prompt: str, out_dir: str | Path, logger: RunL
     trainer = build_trainer("stage1", config, prompt, out_dir, logger, lambda: NeRFModel(config))
     model, device = trainer.model, trainer.prior.device_
     result = trainer.run()
-    fault_point("export", stage.iterations)
+    fault_point("stage1:export", stage.iterations)
     model.eval()
     preview = model.render_views(orbit_cameras(config.camera, stage.preview_views).to(device), stage.resolution)
     turntable = model.render_views(orbit_cameras(config.camera, stage.turntable_views).to(device), stage.resolution,

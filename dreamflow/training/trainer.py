@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
 import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -26,18 +28,39 @@ from dreamflow.training.checkpoint import load_checkpoint, save_checkpoint
 from dreamflow.training.logger import RunLogger
 
 NAN_INJECTION_ENV = "DREAMFLOW_INJECT_NAN_AT_STEP"  # fault injection for the NaN-guard tests
-FAULT_ENV = "DREAMFLOW_FAULT"  # "point:step", e.g. "step:4" or "checkpoint:6": SIGKILL there (tests)
+FAULT_ENV = "DREAMFLOW_FAULT"  # "[stage:]point:step", e.g. "step:4", "stage2:export:3": SIGKILL there (tests)
 
 
 def fault_point(point: str, step: int) -> None:
-    """Kill this process at a named point when the fault-injection variable asks for it."""
+    """Kill this process at `point` ("stageN:step|checkpoint|export") when the fault variable names it.
+
+    The variable may omit the stage ("checkpoint:4" matches every stage's checkpoint at step 4).
+    """
     wanted = os.environ.get(FAULT_ENV)
-    if wanted and wanted == f"{point}:{step}":
+    if not wanted:
+        return
+    here = f"{point}:{step}"
+    if wanted == here or (wanted.count(":") == 1 and here.endswith(":" + wanted)):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 class NonFiniteError(RuntimeError):
     """The loss or the parameters became NaN/Inf; the last good checkpoint was kept."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+class Preempted(RuntimeError):
+    """SIGTERM/SIGUSR1 arrived (SLURM preemption, requeue or time limit): a checkpoint was written."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.signal_number = signal_number
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # SLURM: scancel/requeue/preemption; --signal=B:USR1@T
 
 
 class StageModel(nn.Module):
@@ -108,6 +131,7 @@ class StageTrainer:
         self.shading = config.shading_for(stage)
         self.callback = callback  # callback(step_done, model, seconds) after each step (benchmarks)
         self.step = 0
+        self.stop_signal: int | None = None
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -118,7 +142,7 @@ class StageTrainer:
 
     def save(self) -> None:
         save_checkpoint(self.state(), self.checkpoint_path,
-                        before_rename=lambda: fault_point("checkpoint", self.step))
+                        before_rename=lambda: fault_point(f"{self.stage}:checkpoint", self.step))
 
     def try_resume(self) -> int:
         if not self.checkpoint_path.exists():
@@ -139,9 +163,11 @@ class StageTrainer:
     # -- the loop ---------------------------------------------------------------------------------
     def check_finite(self, loss: torch.Tensor | None = None) -> None:
         """Raise on a non-finite loss (before backward) or non-finite parameters (after the step)."""
-        injected = os.environ.get(NAN_INJECTION_ENV)
-        if loss is not None and injected is not None and int(injected) == self.step:
-            loss = loss * float("nan")
+        injected = os.environ.get(NAN_INJECTION_ENV)  # "STEP" or "STEP@PROMPT" (only that prompt)
+        if loss is not None and injected:
+            step, _, prompt = injected.partition("@")
+            if int(step) == self.step and prompt in ("", self.prompt):
+                loss = loss * float("nan")
         if loss is not None:
             bad = not torch.isfinite(loss).item()
         else:
@@ -151,7 +177,7 @@ class StageTrainer:
             raise NonFiniteError(
                 f"{self.stage}: non-finite loss or parameters at step {self.step} for prompt {self.prompt!r}; "
                 f"stopped. The last good checkpoint ({self.checkpoint_path}, step {last if self.checkpoint_path.exists() else 'none'}) "
-                "is kept. Lower the learning rate or guidance scale, or set guidance.grad_clip.")
+                "is kept. Lower the learning rate or guidance scale, or set guidance.grad_clip.", self.step)
 
     def train_step(self) -> dict[str, float]:
         c = self.stage_config
@@ -178,32 +204,68 @@ class StageTrainer:
     def finish(self) -> None:
         """Call once the stage's exports are written: until then a killed job resumes from the last step."""
         self.checkpoint_path.unlink(missing_ok=True)
+        # Temp files of checkpoint writes killed before their rename (SIGKILL skips the cleanup).
+        for stale in self.checkpoint_path.parent.glob(f".{self.checkpoint_path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # only if empty: never remove anything else kept there
+            self.checkpoint_path.parent.rmdir()
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        """Turn SIGTERM/SIGUSR1 into a flag checked between steps (the handler itself does no work)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+        def request_stop(signum, frame):
+            self.stop_signal = signum
+
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, request_stop)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _stop_if_signalled(self) -> None:
+        if self.stop_signal is None:
+            return
+        self.save()
+        name = signal.Signals(self.stop_signal).name
+        self.logger.event("stopped", self.step, signal=name, checkpoint=str(self.checkpoint_path))
+        raise Preempted(f"{self.stage}: {name} received; checkpoint written at step {self.step} "
+                        f"({self.checkpoint_path}); rerun to resume", self.stop_signal)
 
     def run(self) -> StageResult:
         resumed = self.try_resume()
+        if resumed:
+            self.logger.event("resumed", resumed, checkpoint=str(self.checkpoint_path))
         iterations = self.stage_config.iterations
         start_time = time.time()
         progress = tqdm(range(resumed, iterations), initial=resumed, total=iterations,
                         desc=f"{self.stage} {self.guidance.config.method} {self.prompt[:40]!r}",
                         disable=os.environ.get("DREAMFLOW_NO_PROGRESS") == "1")
-        for self.step in progress:
-            fault_point("step", self.step)
-            metrics = self.train_step()
-            done = self.step + 1
-            if done % self.stage_config.log_every == 0 or done == iterations:
-                metrics["seconds"] = time.time() - start_time
-                self.logger.log(metrics, done)
-                progress.set_postfix(loss=f"{metrics['loss']:.3g}", t=f"{metrics.get('t', math.nan):.2f}")
-            self.step = done
-            if self.callback is not None:
-                self.callback(done, self.model, time.time() - start_time)
-            if done % self.stage_config.checkpoint_every == 0 or done == iterations:
-                self.save()
+        with self._stop_on_signals():
+            for self.step in progress:
+                fault_point(f"{self.stage}:step", self.step)
+                metrics = self.train_step()
+                done = self.step + 1
+                if done % self.stage_config.log_every == 0 or done == iterations:
+                    metrics["seconds"] = time.time() - start_time
+                    self.logger.log(metrics, done)
+                    progress.set_postfix(loss=f"{metrics['loss']:.3g}", t=f"{metrics.get('t', math.nan):.2f}")
+                self.step = done
+                if self.callback is not None:
+                    self.callback(done, self.model, time.time() - start_time)
+                if done % self.stage_config.checkpoint_every == 0 or done == iterations:
+                    self.save()
+                self._stop_if_signalled()
         if resumed >= iterations:
             self.step = iterations
         save_checkpoint(self.state(), self.final_path)
         return StageResult(iterations - resumed, time.time() - start_time, resumed, self.final_path)
-
 
 def build_trainer(stage: str, config: RunConfig, prompt: str, out_dir: str | Path, logger: RunLogger,
                   make_model: Callable[[], StageModel], callback=None) -> StageTrainer:

@@ -105,3 +105,21 @@ def all_metrics(wildcards):
         slug=list(PROMPTS),
         seed=config["seeds"],
     )
+
+
+def write_partial_summary():
+    """After a failed run: the suite summary with every asset, failed or missing ones marked, none dropped."""
+    from dreamflow.evaluate.report import summarize_suite
+
+    paths, labels = [], []
+    for method in config["methods"]:
+        for slug, prompt in PROMPTS.items():
+            for seed in config["seeds"]:
+                paths.append(asset("metrics.json").format(suite=SUITE, method=method, slug=slug, seed=seed))
+                labels.append({"method": method, "seed": seed, "prompt": prompt})
+    out_dir = os.path.join(RESULTS, SUITE)
+    try:
+        summarize_suite(paths, out_dir, SUITE, labels)
+        print(f"Some jobs failed: {out_dir}/summary.md lists every asset with its status (failed ones marked).")
+    except Exception as error:  # a report problem must not hide the jobs' own errors
+        print(f"Could not write the partial suite summary: {type(error).__name__}: {error}")
