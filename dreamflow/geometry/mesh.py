@@ -72,7 +72,19 @@ class TexturedMesh(StageModel):
 
     @classmethod
     def from_stage1(cls, mesh_path: str | Path, stage1_state: dict, config: RunConfig) -> "TexturedMesh":
-        mesh = trimesh.load(mesh_path, process=False, force="mesh")
+        from dreamflow.export.extract import EmptyMeshError
+
+        if not Path(mesh_path).is_file():
+            raise EmptyMeshError(f"mesh '{mesh_path}' does not exist: run `dreamflow extract` on the stage-1 "
+                                 "checkpoint first")
+        try:
+            mesh = trimesh.load(mesh_path, process=False, force="mesh")
+        except Exception as error:  # noqa: BLE001 - any parse failure means the file is unusable
+            raise EmptyMeshError(f"mesh '{mesh_path}' cannot be read ({type(error).__name__}: {error}); "
+                                 "delete it and re-run extraction") from error
+        if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+            raise EmptyMeshError(f"mesh '{mesh_path}' has no faces: delete it and re-run extraction, lowering "
+                                 "extract.threshold if the stage-1 density is faint")
         model = cls(torch.as_tensor(mesh.vertices), torch.as_tensor(mesh.faces), config)
         colour = {k[len("field."):]: v for k, v in stage1_state["model"].items()
                   if k.startswith("field.encoding.") or k.startswith("field.albedo_mlp.")}

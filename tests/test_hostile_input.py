@@ -1,0 +1,40 @@
+"""Bad files handed to a stage: a clear error naming the file and what to do, never a traceback."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dreamflow.config import load_config
+from dreamflow.training.stage1 import NeRFModel
+
+from .conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def stage1_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("init") / "ckpt.pt"
+    torch.save({"model": NeRFModel(load_config(ROOT / "config" / "toy.yaml")).state_dict()}, path)
+    return path
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "has no faces"),
+    (b"this is not an obj file\n", "has no faces"),
+    (None, "does not exist: run `dreamflow extract`"),
+])
+def test_stage2_rejects_a_bad_mesh_with_a_clear_error(tmp_path, stage1_checkpoint, content, message):
+    mesh = tmp_path / "coarse.obj"
+    if content is not None:
+        mesh.write_bytes(content)
+    command = [sys.executable, "-m", "dreamflow.cli", "stage2", "--config", "config/toy.yaml", "--prompt", "a red cube",
+               "--init", str(stage1_checkpoint), "--mesh", str(mesh), "--out", str(tmp_path / "out")]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and str(mesh) in result.stderr and "Traceback" not in result.stderr
+    record = json.loads((tmp_path / "out" / "failed.json").read_text())
+    assert record["stage"] == "stage2" and "EmptyMeshError" in record["error"]
