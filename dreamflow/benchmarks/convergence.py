@@ -89,14 +89,9 @@ class QualityProbe:
         return metrics
 
     def _clip_score(self, images: torch.Tensor) -> float:
-        from PIL import Image
+        from dreamflow.evaluate.metrics import clip_similarities_with
 
-        model, preprocess, tokenizer = self.clip
-        pixels = (images.clamp(0, 1) * 255).round().byte().cpu().numpy()
-        batch = torch.stack([preprocess(Image.fromarray(p)) for p in pixels])
-        image = torch.nn.functional.normalize(model.encode_image(batch), dim=-1)
-        text = torch.nn.functional.normalize(model.encode_text(tokenizer([self.scene.prompt])), dim=-1)
-        return float(100 * (image @ text.T).mean())
+        return float(100 * clip_similarities_with(self.clip, images, [self.scene.prompt]).mean())
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:

@@ -33,7 +33,13 @@ def clip_similarities(images: torch.Tensor, prompts: list[str], model_name: str,
     """Cosine similarity [views, prompts] between renders [B,H,W,3] and prompts."""
     from dreamflow.evaluate.toy_clip import load_clip
 
-    model, preprocess, tokenizer = load_clip(model_name, pretrained)
+    return clip_similarities_with(load_clip(model_name, pretrained), images, prompts)
+
+
+@torch.no_grad()
+def clip_similarities_with(clip: tuple, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    """As `clip_similarities`, with an already loaded (model, preprocess, tokenizer)."""
+    model, preprocess, tokenizer = clip
     pixels = (images.clamp(0, 1) * 255).round().byte().cpu().numpy()
     batch = torch.stack([preprocess(Image.fromarray(p)) for p in pixels])
     image_features = torch.nn.functional.normalize(model.encode_image(batch), dim=-1)

@@ -68,7 +68,8 @@ def _read_model_index(pretrained: str, revision: str | None) -> dict:
         raise ModelNotFoundError(
             f"prior '{pretrained}' is neither a local folder nor in the Hugging Face cache ({HF_HUB_CACHE}). "
             f"Fetch it with `dreamflow fetch-models {pretrained}` on a machine with internet access, "
-            "or point `prior.pretrained` at a local diffusers folder.") from error
+            "or point `prior.pretrained` at a local diffusers folder (a relative path is resolved from the "
+            f"current directory, {Path.cwd()}).") from error
 
 
 def _downloads_allowed() -> bool:
@@ -98,7 +99,9 @@ def load_prior(config: PriorConfig, device: str | torch.device = "auto") -> Diff
         model_index = _read_model_index(config.pretrained, config.revision)
         cls = _pipeline_class(model_index, config.pretrained)
         extra = {"safety_checker": None, "requires_safety_checker": False} if "safety_checker" in model_index else {}
-        pipe = cls.from_pretrained(config.pretrained, revision=config.revision, torch_dtype=torch.float32,
+        # Loaded in float32 (the default; no dtype argument, which diffusers renamed in 0.42): the UNet is
+        # cast for CUDA by the prior, the VAE stays float32.
+        pipe = cls.from_pretrained(config.pretrained, revision=config.revision,
                                    local_files_only=not _downloads_allowed(), **extra)
     prior_cls = SDXLRefinerPrior if isinstance(pipe, StableDiffusionXLImg2ImgPipeline) else StableDiffusion2Prior
     key = f"{config.pretrained}@{config.revision}:{_fingerprint(config)}"
