@@ -74,12 +74,13 @@ def evaluate_asset(config: RunConfig, prompt: str, asset: Path, out: str | Path,
     if scene is not None:
         cameras = held_out_cameras(config.camera)
         nerf = load_nerf(asset / "stage1" / "ckpt.pt", config)
-        out1 = nerf.render_views(cameras, config.stage1.resolution)
+        # Every stage is scored at the final resolution: colour error grows with resolution (more
+        # edge pixels), so scores at each stage's own resolution would not compare across stages.
+        out1 = nerf.render_views(cameras, resolution)
         stage2 = TexturedMesh.from_stage2(load_checkpoint(asset / "stage2" / "ckpt.pt"), config).eval()
         per_stage = {
-            "stage1": image_metrics(scene, cameras, out1.opacity, out1.albedo, config.stage1.resolution),
-            "stage2": image_metrics(scene, cameras, *_mesh_views(stage2, cameras, config.stage2.resolution),
-                                    config.stage2.resolution),
+            "stage1": image_metrics(scene, cameras, out1.opacity, out1.albedo, resolution),
+            "stage2": image_metrics(scene, cameras, *_mesh_views(stage2, cameras, resolution), resolution),
             "stage3": image_metrics(scene, cameras, *_mesh_views(final, cameras, resolution), resolution),
         }
         per_stage["stage2"] |= chamfer_distance(stage2.to_trimesh(), scene)
