@@ -76,7 +76,8 @@ def test_suite_through_the_slurm_profile_survives_a_requeue(tmp_path):
     assert process.returncode == 0, output[-5000:]
 
     # The requeued job resumed from its checkpoint instead of starting over.
-    log = [json.loads(line) for line in next(results.glob("apfo/a-red-cube*/seed0/stage1/log.jsonl")).read_text().splitlines()]
+    log_file = next(results.glob("apfo/a-red-cube*/seed0/stage1/log.jsonl"))
+    log = [json.loads(line) for line in log_file.read_text().splitlines()]
     resumed = [record for record in log if record.get("event") == "resumed"]
     assert resumed and resumed[0]["step"] >= 3, (job_id, log[-5:])
     stopped = [record for record in log if record.get("event") == "stopped"]

@@ -180,7 +180,8 @@ def race(config_path: str | Path, race_config: RaceConfig, work_dir: str | Path,
     mine = entries[index::count]
     curves = []
     for number, entry in enumerate(mine, start=1):
-        print(f"[race {index}/{count}] {number}/{len(mine)}: {entry.label} {entry.prompt!r} seed {entry.seed}", flush=True)
+        print(f"[race {index}/{count}] {number}/{len(mine)}: {entry.label} {entry.prompt!r} seed {entry.seed}",
+              flush=True)
         curves.append(run_entry(entry, config_path, race_config, work_dir))
     columns = ["method", "prompt", "seed", "stage", "step", "seconds"]
     frame = pd.concat(curves, ignore_index=True)

@@ -96,7 +96,8 @@ def verdict(ratios: pd.DataFrame, method: str = "apfo", stage: str = "stage1") -
 def plot_stage(curves: pd.DataFrame, stage: str, path: Path) -> Path:
     """Mean (band: +- std over prompts and seeds) IoU and colour error against iterations and seconds."""
     frame = curves[curves["stage"] == stage]
-    metrics = [m for m in ("iou", "colour_error", "chamfer_relative", "clip_score") if m in frame and frame[m].notna().any()]
+    candidates = ("iou", "colour_error", "chamfer_relative", "clip_score")
+    metrics = [m for m in candidates if m in frame and frame[m].notna().any()]
     fig, axes = plt.subplots(2, len(metrics), figsize=(4.2 * len(metrics), 7), squeeze=False)
     for method, group in frame.groupby("method"):
         stats = group.groupby("step")[["seconds", *metrics]].agg(["mean", "std"])

@@ -70,7 +70,8 @@ def summarize_suite(metrics: list[str], out_dir: str | Path, suite: str,
     per_method = table.groupby("method")[numeric].mean(numeric_only=True)
     per_method["r_precision"] = r_precision(frame)
     per_method["assets"] = table.groupby("method").size()
-    per_method["failed_or_missing"] = table[table["status"] != "ok"].groupby("method").size().reindex(per_method.index).fillna(0)
+    not_ok = table[table["status"] != "ok"].groupby("method").size()
+    per_method["failed_or_missing"] = not_ok.reindex(per_method.index).fillna(0)
     markdown = (f"# Suite `{suite}`\n\n## Mean per method\n\n{per_method.round(4).to_markdown()}\n\n"
                 f"## Per asset\n\n{table.drop(columns=['metrics_file']).round(4).to_markdown(index=False)}\n")
     atomic_write_bytes(paths["md"], lambda s: s.write(markdown.encode()))

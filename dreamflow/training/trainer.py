@@ -267,6 +267,7 @@ class StageTrainer:
         save_checkpoint(self.state(), self.final_path)
         return StageResult(iterations - resumed, time.time() - start_time, resumed, self.final_path)
 
+
 def build_trainer(stage: str, config: RunConfig, prompt: str, out_dir: str | Path, logger: RunLogger,
                   make_model: Callable[[], StageModel], callback=None) -> StageTrainer:
     """Seed, build the model, then the stage's prior and guidance, and the trainer around them.
