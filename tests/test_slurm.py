@@ -32,16 +32,22 @@ def cluster_up() -> bool:
     return result.returncode == 0 and bool(re.search(r"idle|mixed|allocated", result.stdout))
 
 
-def requeue_when_checkpointed(results, prompt_slug_prefix: str, deadline: float) -> str:
-    """Requeue the stage-1 job of one prompt once its first periodic checkpoint exists; its job id."""
+def requeue_when_checkpointed(results, prompt_slug_prefix: str, deadline: float) -> tuple[str, int]:
+    """Requeue the stage-1 job of one prompt once its first periodic checkpoint exists.
+
+    Returns its job id and the largest number of stage-1 jobs seen RUNNING at the same time.
+    """
+    names = (prompt_slug_prefix, prompt_slug_prefix.replace("-", "_"))
+    most_running = 0
     while time.time() < deadline:
-        resume = list(results.glob(f"apfo/{prompt_slug_prefix}*/seed0/stage1/resume/ckpt.pt"))
-        if resume:
-            jobs = subprocess.run(["squeue", "-h", "-o", "%i %k %T"], capture_output=True, text=True).stdout
-            for line in jobs.splitlines():
-                job_id, comment, state = (line.split() + ["", ""])[:3]
-                names = (prompt_slug_prefix, prompt_slug_prefix.replace("-", "_"))
-                if comment.startswith("rule_stage1") and any(n in comment for n in names) and state == "RUNNING":
+        jobs = subprocess.run(["squeue", "-h", "-o", "%i %k %T"], capture_output=True, text=True).stdout
+        rows = [(line.split() + ["", ""])[:3] for line in jobs.splitlines()]
+        running = [(job_id, comment) for job_id, comment, state in rows
+                   if comment.startswith("rule_stage1") and state == "RUNNING"]
+        most_running = max(most_running, len(running))
+        if list(results.glob(f"apfo/{prompt_slug_prefix}*/seed0/stage1/resume/ckpt.pt")):
+            for job_id, comment in running:
+                if any(n in comment for n in names):
                     subprocess.run(["scontrol", "requeue", job_id], check=True)
                     # A requeued job becomes eligible only after a delay (about 2 min); release it now.
                     for _ in range(120):  # accepted once the killed job has left COMPLETING
@@ -49,8 +55,8 @@ def requeue_when_checkpointed(results, prompt_slug_prefix: str, deadline: float)
                         update = subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"],
                                                 capture_output=True, text=True)
                         if update.returncode == 0:
-                            return job_id
-                    return job_id
+                            break
+                    return job_id, most_running
         time.sleep(0.5)
     raise AssertionError("stage 1 never wrote a periodic checkpoint under SLURM")
 
@@ -68,7 +74,7 @@ def test_suite_through_the_slurm_profile_survives_a_requeue(tmp_path):
                                text=True)
     results = workdir / "results" / "requeue"
     try:
-        job_id = requeue_when_checkpointed(results, "a-red-cube", time.time() + 600)
+        job_id, most_running = requeue_when_checkpointed(results, "a-red-cube", time.time() + 600)
         output, _ = process.communicate(timeout=1500)
     finally:
         if process.poll() is None:
@@ -88,8 +94,11 @@ def test_suite_through_the_slurm_profile_survives_a_requeue(tmp_path):
     assert len(list(results.glob("apfo/*/seed0/metrics.json"))) == 2
     assert (results / "summary.csv").exists()
 
-    # Both prompts' jobs shared one text-embedding cache: every entry complete, no temporary files.
-    cache = list((tmp_path / "cache" / "text_embeddings").glob("*")) if (tmp_path / "cache").exists() else []
+    # The two prompts' stage-1 jobs ran at the same time (the test node has two GPUs) and shared one
+    # text-embedding cache: every entry complete, no temporary files.
+    assert most_running == 2
+    cache = list((tmp_path / "cache" / "text_embeddings").glob("*"))
+    assert len(cache) >= 4  # both prompts, several view suffixes each (jobs inherit DREAMFLOW_CACHE)
     for entry in cache:
         assert not entry.name.startswith(".tmp-"), entry
         assert torch.load(entry, weights_only=True)["cond"].isfinite().all()

@@ -55,11 +55,20 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def started_above_threshold(runs: pd.DataFrame) -> list[str]:
+    """Stages where no run crossed the threshold during the stage: each met it at step 0 (a mesh stage
+    inherits stage 1's quality) or never did."""
+    return [stage for stage, frame in runs.groupby("stage") if frame["steps_to_threshold"].fillna(0).eq(0).all()]
+
+
 def ratio_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Each non-baseline method's steps/seconds to threshold over each baseline's, paired by (prompt, seed)."""
     rows = []
     methods = [m for m in runs["method"].unique() if m not in BASELINES]
+    skip = started_above_threshold(runs)
     for stage, frame in runs.groupby("stage"):
+        if stage in skip:
+            continue
         by_method = {m: f.set_index(["prompt", "seed"]) for m, f in frame.groupby("method")}
         for method in methods:
             for baseline in BASELINES:
@@ -81,6 +90,9 @@ def verdict(ratios: pd.DataFrame, method: str = "apfo", stage: str = "stage1") -
     """Met or missed, and by how much, for the issue's target."""
     lines = []
     for baseline, target in TARGET_RATIO.items():
+        if ratios.empty:
+            lines.append(f"* vs {baseline.upper()}: no run crossed the threshold during {stage}: not measurable.")
+            continue
         row = ratios[(ratios["stage"] == stage) & (ratios["method"] == method) & (ratios["baseline"] == baseline)
                      & (ratios["quantity"] == "steps")]
         if row.empty or row["paired_runs"].iloc[0] == 0:
@@ -152,7 +164,16 @@ def write_report(curves: pd.DataFrame, race: RaceConfig, out: Path, command: str
              "(mean RGB distance of albedo on the true foreground). Seconds exclude evaluation.\n"]
     if race.variants:
         parts.append("Variants: " + "; ".join(f"`{k}` = {v}" for k, v in race.variants.items()) + "\n")
-    parts += ["### Per stage and method\n", _markdown(summary_table(runs)) + "\n",
+    summary = summary_table(runs)
+    inherited = started_above_threshold(runs)
+    to_threshold = [c for c in summary.columns if "_to_threshold_" in c]
+    summary.loc[summary["stage"].isin(inherited), to_threshold + ["reached"]] = float("nan")
+    parts += ["### Per stage and method\n", _markdown(summary) + "\n"]
+    if inherited:
+        parts.append(f"{', '.join(inherited)}: no run crosses the threshold during the stage (each starts above "
+                     "it, inheriting stage 1's quality, or never reaches it), so these stages are compared by final "
+                     "quality and the curves, not by iterations to threshold.\n")
+    parts += [
               "### Paired ratios (method / baseline, same prompt and seed, both reached)\n",
               _markdown(ratios) + "\n" if not ratios.empty else "No pairs.\n",
               "### Target: APFO <= 1/5 of VSD's and <= 1/2 of SDS's stage-1 iterations to threshold\n",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start a single-node SLURM cluster on this machine (Debian slurmctld + slurmd + munge) for testing
-# the `slurm` profile for real. The node advertises one GPU (a gres backed by /dev/null) so that
-# GPU rules' `--gpus=1` requests schedule; nothing uses it. Needs root. Idempotent.
+# the `slurm` profile for real. The node advertises two GPUs (gres backed by /dev/null and /dev/zero) so that
+# GPU rules' `--gpus=1` requests schedule, two at a time as on a real GPU node; nothing uses them. Needs root.
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then echo "start_local_cluster.sh needs root" >&2; exit 1; fi
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
@@ -34,11 +34,11 @@ MpiDefault=none
 GresTypes=gpu
 # A test cluster: the node's configured memory (large, so profile requests schedule) is used as is.
 SlurmdParameters=config_overrides
-NodeName=$host CPUs=$(nproc) RealMemory=256000 Gres=gpu:1 State=UNKNOWN
+NodeName=$host CPUs=$(nproc) RealMemory=256000 Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 CONF
 cat > "$conf_dir/gres.conf" <<CONF
-NodeName=$host Name=gpu File=/dev/null
+NodeName=$host Name=gpu File=/dev/null,/dev/zero
 CONF
 chown -R munge:munge /run/munge 2>/dev/null || true
 if ! pgrep -x munged >/dev/null; then
