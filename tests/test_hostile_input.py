@@ -38,3 +38,24 @@ def test_stage2_rejects_a_bad_mesh_with_a_clear_error(tmp_path, stage1_checkpoin
     assert message in result.stderr and str(mesh) in result.stderr and "Traceback" not in result.stderr
     record = json.loads((tmp_path / "out" / "failed.json").read_text())
     assert record["stage"] == "stage2" and "EmptyMeshError" in record["error"]
+
+
+def test_summary_rows_for_failed_stale_and_missing_assets(tmp_path):
+    """Every expected asset is a row: ok, failed (also over older metrics), or missing."""
+    import time
+
+    from dreamflow.evaluate.report import load_metrics
+    from dreamflow.training.status import record_failure
+
+    ok, stale, missing = (tmp_path / name for name in ("ok", "stale", "missing"))
+    for asset in (ok, stale):
+        (asset / "stage1").mkdir(parents=True)
+        (asset / "metrics.json").write_text(json.dumps({"prompt": asset.name, "method": "apfo", "seed": 0,
+                                                        "status": "ok"}))
+    time.sleep(0.05)
+    record_failure(stale / "stage1", "stage1", "stale", "apfo", 0, RuntimeError("boom"), 7)
+    labels = [{"prompt": name, "method": "apfo", "seed": 0} for name in ("ok", "stale", "missing")]
+    frame = load_metrics([str(a / "metrics.json") for a in (ok, stale, missing)], labels).set_index("prompt")
+    assert frame.loc["ok", "status"] == "ok"
+    assert frame.loc["stale", "status"] == "failed: stage1 at step 7: RuntimeError: boom"
+    assert frame.loc["missing", "status"].startswith("missing")

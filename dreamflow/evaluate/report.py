@@ -28,10 +28,12 @@ def load_metrics(paths: list[str], labels: list[dict] | None = None) -> pd.DataF
     rows = []
     for i, path in enumerate(paths):
         path = Path(path)
-        if path.exists():
+        failures = find_failures(path.parent)
+        if path.exists():  # a failure recorded after these metrics were written makes them stale
+            failures = [f for f in failures if Path(f["record"]).stat().st_mtime > path.stat().st_mtime]
+        if path.exists() and not failures:
             data = json.loads(path.read_text())
         else:
-            failures = find_failures(path.parent)
             first = failures[0] if failures else {}
             data = {key: first.get(key) for key in ("prompt", "method", "seed")}
             data["status"] = describe(first) if failures else "missing (not run, or an earlier stage did not finish)"
