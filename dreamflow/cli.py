@@ -183,8 +183,6 @@ def _variants(specs: list[str] | None) -> dict[str, dict]:
 
 
 def cmd_benchmark(args) -> int:
-    import pandas as pd
-
     from dreamflow.benchmarks.convergence import RaceConfig, race
     from dreamflow.benchmarks.report import write_report
 
@@ -194,23 +192,24 @@ def cmd_benchmark(args) -> int:
                         variants=_variants(args.variant), iou_threshold=args.iou_threshold,
                         colour_threshold=args.colour_threshold)
     shard = tuple(int(x) for x in args.shard.split("/")) if args.shard else (0, 1)
-    curves = race(args.config, config, args.work_dir, shard) if not args.throughput_only else None
+    if args.throughput_only:
+        from dreamflow.benchmarks.throughput import measure_throughput
+
+        print(measure_throughput(args.config, overrides=_overrides(args.set)).round(3).to_markdown(index=False))
+        return 0
+    curves = race(args.config, config, args.work_dir, shard)
     if args.shard:
         print(f"shard {args.shard} done; run again without --shard to write the report")
         return 0
     throughput = None
-    if args.throughput or args.throughput_only:
+    if args.throughput:
         from dreamflow.benchmarks.throughput import measure_throughput
 
         throughput = measure_throughput(args.config, overrides=_overrides(args.set))
-        if args.throughput_only:
-            print(throughput.round(3).to_markdown(index=False))
-            return 0
     command = "dreamflow benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "dreamflow benchmark"
     notes_path = Path(args.out).with_name("benchmark_notes.md")  # hand-written analysis, appended if present
     notes = notes_path.read_text() if notes_path.exists() else ""
-    print(write_report(curves if curves is not None else pd.DataFrame(), config, Path(args.out), command,
-                       throughput, notes))
+    print(write_report(curves, config, Path(args.out), command, throughput, notes))
     return 0
 
 

@@ -65,10 +65,10 @@ class RaceEntry:
 class QualityProbe:
     """Scores a stage's model on fixed held-out views of the known toy scene."""
 
-    def __init__(self, scene: ToyScene, config: RunConfig, stage: str, views: int, race: RaceConfig):
+    def __init__(self, scene: ToyScene, config: RunConfig, stage: str, race: RaceConfig):
         self.scene, self.stage = scene, stage
         self.resolution = getattr(config, stage).resolution
-        self.cameras = held_out_cameras(config.camera, views)
+        self.cameras = held_out_cameras(config.camera, race.eval_views)
         self.clip = None
         if race.clip_model and race.clip_pretrained and Path(race.clip_pretrained).exists():
             from dreamflow.evaluate.toy_clip import load_clip
@@ -127,7 +127,7 @@ def run_stage_with_probe(stage: str, config: RunConfig, prompt: str, folder: Pat
         spent_evaluating[0] += time.time() - begin
 
     # Built before the trainer, which seeds: loading CLIP draws from the global torch RNG.
-    probe = QualityProbe(scene, config, stage, race.eval_views, race)
+    probe = QualityProbe(scene, config, stage, race)
     trainer = build_trainer(stage, config, prompt, folder / stage, RunLogger(folder / stage), make_model, record)
     record(0, trainer.model, 0.0)
     trainer.run()
@@ -144,8 +144,8 @@ def run_entry(entry: RaceEntry, config_path: str | Path, race: RaceConfig, work_
     config = load_config(config_path, race.overrides_for(entry.label, entry.seed))
     folder = work_dir / entry.label / slugify(entry.prompt) / f"seed{entry.seed}"
     curves = []
-    stages = race.stages if race.mesh_seeds is None or entry.seed in race.mesh_seeds else ("stage1",)
-    for stage in [s for s in stages if s in race.stages]:
+    with_mesh = race.mesh_seeds is None or entry.seed in race.mesh_seeds
+    for stage in [s for s in race.stages if with_mesh or s == "stage1"]:
         curve_path = folder / f"curve_{stage}.csv"
         key = _settings_key(config, stage, race)
         key_path = folder / f"curve_{stage}.key"

@@ -22,7 +22,8 @@ import time
 import pandas as pd
 import torch
 
-STAGE_METHODS = {"stage1": ("apfo", "sds", "vsd"), "stage2": ("apfo", "sds", "vsd"), "stage3": ("apfo", "sds", "vsd")}
+STAGES = ("stage1", "stage2", "stage3")
+METHODS = ("apfo", "sds", "vsd")
 
 
 def _sync(device: torch.device) -> None:
@@ -34,7 +35,7 @@ class UNetTimer:
     """Wraps the prior's UNet forward to count its calls and the seconds spent in them."""
 
     def __init__(self, unet, device: torch.device):
-        self.calls, self.seconds, self.device = 0, 0.0, device
+        self.calls, self.seconds = 0, 0.0
         self.forward = unet.forward
 
         def timed(*args, **kwargs):
@@ -95,12 +96,12 @@ def measure(config_path: str, stage: str, method: str, steps: int = 20, warmup: 
             "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")}
 
 
-def measure_throughput(config_path: str, stages: tuple[str, ...] = ("stage1", "stage2", "stage3"),
+def measure_throughput(config_path: str, stages: tuple[str, ...] = STAGES,
                        steps: int = 20, overrides: dict | None = None) -> pd.DataFrame:
     """Every (stage, method) measured in a fresh process; one row each."""
     rows = []
     for stage in stages:
-        for method in STAGE_METHODS[stage]:
+        for method in METHODS:
             command = [sys.executable, "-m", "dreamflow.benchmarks.throughput", "--config", str(config_path),
                        "--stage", stage, "--method", method, "--steps", str(steps),
                        "--overrides", json.dumps(overrides or {})]
@@ -115,8 +116,8 @@ def measure_throughput(config_path: str, stages: tuple[str, ...] = ("stage1", "s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="config/toy.yaml")
-    parser.add_argument("--stage", choices=list(STAGE_METHODS), required=True)
-    parser.add_argument("--method", choices=["apfo", "sds", "vsd"], required=True)
+    parser.add_argument("--stage", choices=STAGES, required=True)
+    parser.add_argument("--method", choices=METHODS, required=True)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--overrides", default="{}", help="JSON object of dotted config overrides")
     args = parser.parse_args(argv)
