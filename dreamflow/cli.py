@@ -47,16 +47,23 @@ def _logger(args, config, stage: str, prompt: str):
     return RunLogger(args.out, settings, {"prompt": prompt, "stage": stage, **to_dict(config)})
 
 
-def _add_run_arguments(parser: argparse.ArgumentParser, needs_prompt: bool = True) -> None:
+def _add_config_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
     parser.add_argument("--config", help="run config YAML (or workflow config with a `pipeline:` block)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. stage1.iterations=100")
-    parser.add_argument("--out", required=True, help="output folder")
-    if needs_prompt:
-        group = parser.add_mutually_exclusive_group(required=True)
-        group.add_argument("--prompt", help="the text prompt")
-        group.add_argument("--prompt-file", help="file holding the prompt (safe for any characters)")
-        parser.add_argument("--method", choices=["apfo", "sds", "vsd"], help="guidance method (overrides config)")
-        parser.add_argument("--seed", type=int, help="random seed (overrides config)")
+    parser.add_argument("--out", required=True, help=out_help)
+
+
+def _add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
+    from dreamflow.guidance import available
+
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--prompt", help="the text prompt")
+    group.add_argument("--prompt-file", help="file holding the prompt (safe for any characters)")
+    parser.add_argument("--method", choices=available(), help="guidance method (overrides config)")
+    parser.add_argument("--seed", type=int, help="random seed (overrides config)")
+
+
+def _add_wandb_arguments(parser: argparse.ArgumentParser) -> None:
     wandb = parser.add_argument_group("Weights & Biases")
     wandb.add_argument("--wandb-mode", default="disabled", choices=["disabled", "offline", "online"])
     wandb.add_argument("--wandb-project", default="dreamflow")
@@ -67,6 +74,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser, needs_prompt: bool = Tru
 
 
 def cmd_stage(args) -> int:
+    from dreamflow.training.stages import StageInputs, get_stage, run_stage
     from dreamflow.training.status import clear_failure, record_failure
     from dreamflow.training.trainer import NonFiniteError, Preempted
 
@@ -78,15 +86,10 @@ def cmd_stage(args) -> int:
     logger = _logger(args, config, stage, prompt)
     failure = lambda error, step=None: record_failure(args.out, stage, prompt, config.guidance.method,  # noqa: E731
                                                       config.seed, error, step)
+    spec = get_stage(stage)
+    inputs = StageInputs(**{name: Path(getattr(args, name)) for name in spec.inputs})
     try:
-        if stage == "stage1":
-            from dreamflow.training.stage1 import run_stage1
-
-            result = run_stage1(config, prompt, args.out, logger)
-        else:
-            from dreamflow.training.mesh_stages import run_mesh_stage
-
-            result = run_mesh_stage(stage, config, prompt, args.out, logger, args.init, args.mesh)
+        result = run_stage(spec, config, prompt, args.out, logger, inputs)
     except NonFiniteError as error:
         failure(error, error.step)
         logger.finish(exit_code=1)
@@ -120,7 +123,10 @@ def cmd_evaluate(args) -> int:
     from dreamflow.evaluate.metrics import evaluate_asset
 
     config = _load_config(args)
-    metrics = evaluate_asset(config, _prompt(args), Path(args.asset), args.out, args.clip_model,
+    from dreamflow.evaluate.metrics import AssetFiles
+
+    files = AssetFiles(Path(args.stage1), Path(args.stage2), Path(args.stage3), Path(args.mesh) if args.mesh else None)
+    metrics = evaluate_asset(config, _prompt(args), files, args.out, args.clip_model,
                              args.clip_pretrained, args.views, args.benchmarks or [], method=args.method,
                              suite_prompts=args.suite_prompts)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}))
@@ -222,24 +228,33 @@ def cmd_prompts(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dreamflow.guidance import available
+
     parser = argparse.ArgumentParser(prog="dreamflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for stage, help_text in [("stage1", "optimise a hash-grid NeRF (stage 1)"),
-                             ("stage2", "optimise the extracted mesh (stage 2)"),
-                             ("stage3", "refine the mesh with the refiner prior and export it (stage 3)")]:
-        p = sub.add_parser(stage, help=help_text)
-        _add_run_arguments(p)
-        if stage != "stage1":
-            p.add_argument("--init", required=True, help="checkpoint of the previous stage (colour field)")
-            p.add_argument("--mesh", help="mesh to start from (stage 2: mesh/coarse.obj)")
+    from dreamflow.training.stages import STAGES
+
+    for spec in STAGES.values():
+        p = sub.add_parser(spec.name, help=spec.help)
+        _add_config_arguments(p, f"output folder of {spec.name} (ckpt.pt, exports)")
+        _add_prompt_arguments(p)
+        if "init" in spec.inputs:
+            p.add_argument("--init", required=True, help=f"checkpoint of {spec.previous} (ckpt.pt)")
+        if "mesh" in spec.inputs:
+            p.add_argument("--mesh", required=True, help="the mesh extracted from stage 1 (mesh/coarse.obj)")
+        _add_wandb_arguments(p)
         p.set_defaults(func=cmd_stage)
     p = sub.add_parser("extract", help="marching cubes on a stage-1 NeRF -> coarse.obj")
-    _add_run_arguments(p, needs_prompt=False)
-    p.add_argument("--ckpt", required=True)
+    _add_config_arguments(p, "the mesh to write (.obj); extract.json is written beside it")
+    p.add_argument("--ckpt", required=True, help="stage-1 checkpoint")
     p.set_defaults(func=cmd_extract)
     p = sub.add_parser("evaluate", help="CLIP score, toy ground-truth metrics and timings of one asset")
-    _add_run_arguments(p)
-    p.add_argument("--asset", required=True, help="the asset folder results/{suite}/{method}/{slug}")
+    _add_config_arguments(p, "the metrics file to write (.json)")
+    _add_prompt_arguments(p)
+    p.add_argument("--stage1", required=True, help="stage-1 checkpoint (NeRF)")
+    p.add_argument("--mesh", help="mesh extracted from stage 1 (coarse.obj; its Chamfer distance on toy prompts)")
+    p.add_argument("--stage2", required=True, help="stage-2 checkpoint")
+    p.add_argument("--stage3", required=True, help="stage-3 checkpoint (the final asset)")
     p.add_argument("--clip-model", default="dreamflow-toy-clip")
     p.add_argument("--clip-pretrained", default="models/toy-clip/open_clip_model.safetensors")
     p.add_argument("--views", type=int, default=8)
@@ -270,11 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="convergence race APFO vs SDS vs VSD on the toy world -> docs/benchmarks.md")
     p.add_argument("--config", default="config/toy.yaml")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
-    p.add_argument("--methods", nargs="+", default=["apfo", "sds", "vsd"])
+    p.add_argument("--methods", nargs="+", default=list(available()), choices=available())
     p.add_argument("--prompts", nargs="+", default=["a red cube", "a blue sphere", "a yellow cone"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--stages", nargs="+", default=["stage1", "stage2", "stage3"],
-                   choices=["stage1", "stage2", "stage3"], help="stages to race (in order; each needs the previous)")
+    p.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES),
+                   help="stages to race (in order; each needs the previous)")
     p.add_argument("--mesh-seeds", nargs="+", type=int, help="seeds that also race stages 2-3 (default: all)")
     p.add_argument("--variant", action="append", metavar="LABEL:KEY=VALUE,...",
                    help="an extra entry, e.g. apfo-sigma:guidance.schedule=sigma (method apfo unless given)")
@@ -296,9 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from dreamflow.config import ConfigError
     from dreamflow.export.extract import EmptyMeshError
+    from dreamflow.io import CorruptCheckpointError
     from dreamflow.priors.base import ModelNotFoundError
     from dreamflow.prompts import PromptFileError
-    from dreamflow.training.checkpoint import CorruptCheckpointError
 
     args = build_parser().parse_args(argv)
     try:

@@ -15,11 +15,22 @@ from typing import Any
 
 import yaml
 
-from dreamflow.render.cameras import CameraConfig
-
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or of the wrong type."""
+
+
+@dataclass
+class CameraConfig:
+    """Ranges of the random-view distribution (threestudio `random-camera` names)."""
+
+    elevation_range: tuple[float, float] = (-10.0, 45.0)  # degrees
+    azimuth_range: tuple[float, float] = (-180.0, 180.0)  # degrees
+    distance_range: tuple[float, float] = (2.0, 2.5)
+    fovy_range: tuple[float, float] = (40.0, 50.0)  # degrees
+    eval_elevation: float = 15.0
+    eval_distance: float = 2.25
+    eval_fovy: float = 45.0
 
 
 @dataclass
@@ -46,15 +57,14 @@ class LoRAConfig:
     camera_conditioning: bool = True  # ProlificDreamer: c2w matrix through a class embedding
     text_dropout: float = 0.1
     steps_per_iteration: int = 1
-    batch_size: int = 1
 
 
 @dataclass
 class GuidanceConfig:
     """Which update drives the 3D model, and its hyper-parameters (see dreamflow/guidance)."""
 
-    method: str = "apfo"  # apfo | sds | vsd
-    guidance_scale: float | None = None  # default per method: apfo 7.5, sds 100, vsd 7.5
+    method: str = "apfo"  # a registered method: dreamflow.guidance.available() (apfo | sds | vsd built in)
+    guidance_scale: float | None = None  # default: the method's own (apfo 7.5, sds 100, vsd 7.5)
     t_max: float = 0.98
     t_min: float = 0.02
     # APFO
@@ -66,11 +76,6 @@ class GuidanceConfig:
     weighting: str = "one_minus_alphabar"  # one_minus_alphabar | uniform | sds_dreamfusion
     grad_clip: float | None = None
     lora: LoRAConfig = field(default_factory=LoRAConfig)
-
-    def resolved_guidance_scale(self) -> float:
-        if self.guidance_scale is not None:
-            return self.guidance_scale
-        return {"apfo": 7.5, "sds": 100.0, "vsd": 7.5}[self.method]
 
 
 @dataclass
@@ -94,7 +99,6 @@ class NeRFConfig:
     density_activation: str = "shifted_softplus"
     density_blob_scale: float = 10.0
     density_blob_std: float = 0.5
-    normals: str = "finite_difference"  # finite_difference | analytic
     background: str = "solid"  # solid | mlp
     background_color: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
@@ -105,7 +109,6 @@ class VolumeRenderConfig:
     occupancy_grid_resolution: int = 32
     occupancy_threshold: float = 0.01
     occupancy_update_every: int = 16
-    chunk_rays: int = 65536
 
 
 @dataclass
@@ -257,25 +260,34 @@ def from_dict(cls: type, data: dict, path: str = "") -> Any:
 
 
 CHOICES = {
-    "guidance.method": ("apfo", "sds", "vsd"),
     "guidance.schedule": ("linear", "sigma", "ddim"),
     "guidance.weighting": ("one_minus_alphabar", "uniform", "sds_dreamfusion"),
     "nerf.encoding.backend": ("auto", "tcnn", "torch"),
     "nerf.background": ("solid", "mlp"),
-    "nerf.normals": ("finite_difference", "analytic"),
     "rasterizer": ("auto", "nvdiffrast", "torch"),
 }
 
 
+def stage_names() -> tuple[str, ...]:
+    """The optimisation stages' config blocks (every StageConfig field of RunConfig), in order."""
+    hints = typing.get_type_hints(RunConfig)
+    return tuple(f.name for f in dataclasses.fields(RunConfig) if hints[f.name] is StageConfig)
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Check enumerated values and ranges that types alone cannot express."""
+    from dreamflow.guidance.registry import available  # the registry owns the list of methods
+
+    if config.guidance.method not in available():
+        raise ConfigError(f"config key 'guidance.method' is {config.guidance.method!r}; "
+                          f"choose one of {list(available())}")
     for key, allowed in CHOICES.items():
         value: Any = config
         for part in key.split("."):
             value = getattr(value, part)
         if value not in allowed:
             raise ConfigError(f"config key '{key}' is {value!r}; choose one of {list(allowed)}")
-    for stage in ("stage1", "stage2", "stage3"):
+    for stage in stage_names():
         guidance = config.guidance_for(stage)
         if not 0.0 < guidance.t_min < guidance.t_max <= 1.0:
             raise ConfigError(f"'{stage}' timestep range must satisfy 0 < t_min < t_max <= 1, "

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dreamflow.config import load_config
-from dreamflow.training.stage1 import NeRFModel
+from dreamflow.geometry.nerf import NeRFModel
 
 from .conftest import ROOT
 

@@ -78,7 +78,7 @@ torch.save(prior.text_embeddings("a red cube 3").cond, sys.argv[1])
     assert all(torch.equal(results[0], r) for r in results[1:])
     entries = list((tmp_path / "shared").glob("*.pt"))
     assert len(entries) == 5  # one complete file per prompt, no temporary files left behind
-    assert not list((tmp_path / "shared").glob(".tmp-*"))
+    assert not list((tmp_path / "shared").glob(".*.tmp"))
 
 
 def _hue_matches(image: torch.Tensor, colour: str) -> bool:

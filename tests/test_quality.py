@@ -4,9 +4,10 @@ import pytest
 
 from dreamflow.config import load_config
 from dreamflow.evaluate.toy_metrics import held_out_cameras, image_metrics
+from dreamflow.geometry.nerf import load_nerf
 from dreamflow.toyworld.scenes import parse_toy_prompt
 from dreamflow.training.logger import RunLogger
-from dreamflow.training.stage1 import run_stage1
+from dreamflow.training.stages import STAGES, run_stage
 
 pytestmark = pytest.mark.slow
 
@@ -14,9 +15,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize("prompt", ["a red cube", "a blue sphere", "a yellow cone"])
 def test_apfo_stage1_recovers_the_toy_scene(tmp_path, prompt):
     config = load_config("config/toy.yaml")
-    run_stage1(config, prompt, tmp_path, RunLogger(tmp_path))
-    from dreamflow.training.stage1 import load_nerf
-
+    run_stage(STAGES["stage1"], config, prompt, tmp_path, RunLogger(tmp_path))
     nerf = load_nerf(tmp_path / "ckpt.pt", config)
     cameras = held_out_cameras(config.camera, 16)
     out = nerf.render_views(cameras, config.stage1.resolution)

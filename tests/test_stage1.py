@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -86,7 +87,14 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("method", ["sds", "vsd"])
 def test_baselines_run_through_the_same_command(tmp_path, method):
-    result = run_stage1(tmp_path, method=method, extra=["--set", "stage1.iterations=2"])
+    result = run_stage1(tmp_path, method=method, extra=["--set", "stage1.iterations=4", "--set", "stage1.log_every=1"])
     assert result.returncode == 0, result.stderr[-2000:]
-    log = (tmp_path / "log.jsonl").read_text()
-    assert '"t":' in log
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=False)["config"]["guidance"]["method"] == method
+    steps = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert len(steps) == 4 and all("t" in s for s in steps)
+    # APFO logs its schedule's d_sigma and walks t downwards; SDS/VSD draw t at random, and only
+    # VSD trains a source model. Each assertion fails if --method were ignored (APFO is the default).
+    assert not any("d_sigma" in s for s in steps)
+    assert all(("source_loss" in s) == (method == "vsd") for s in steps)
+    t = [s["t"] for s in steps]
+    assert t != sorted(t, reverse=True)

@@ -1,7 +1,18 @@
 import torch
 
-from dreamflow.render.cameras import CameraConfig, orbit_cameras, sample_cameras, view_direction_suffix
-from dreamflow.toyworld import SHAPES, ToyScene, all_scenes, parse_toy_prompt, render_scene
+from dreamflow.render.cameras import (
+    CameraConfig,
+    orbit_cameras,
+    sample_cameras,
+    view_direction_suffix,
+)
+from dreamflow.toyworld import (
+    SHAPES,
+    ToyScene,
+    all_scenes,
+    parse_toy_prompt,
+    render_scene,
+)
 
 
 def test_toy_world_has_enough_shapes_and_colours():

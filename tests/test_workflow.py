@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,29 @@ def test_paper_dry_run_plans_every_prompt_and_method(tmp_path):
     assert jobs["stage1"] == jobs["stage2"] == jobs["stage3"] == jobs["evaluate"] == 30
 
 
+def gpu_requests(output: str) -> dict[str, set[int]]:
+    """rule -> the `gpu` resource values its planned jobs carry (dry-run output)."""
+    requests, rule = {}, None
+    for line in output.splitlines():
+        if line.startswith("rule "):
+            rule = line.split()[1].rstrip(":")
+        elif "resources:" in line and rule:
+            match = re.search(r"\bgpu=(\d+)", line)
+            requests.setdefault(rule, set()).add(int(match.group(1)) if match else 0)
+    return requests
+
+
+@pytest.mark.parametrize("configfile, stage_gpus", [(None, 0), ("config/paper.yaml", 1)])
+def test_slurm_gpu_requests_follow_the_run_config(tmp_path, configfile, stage_gpus):
+    """The toy suite (CPU) asks SLURM for no GPU; paper.yaml's stages ask for one each."""
+    args = ["-n", "--profile", "slurm"] + (["--configfile", configfile] if configfile else [])
+    result, output = snakemake(make_workdir(tmp_path), *args)
+    assert result.returncode == 0, output[-3000:]
+    requests = gpu_requests(output)
+    assert requests["stage1"] == requests["stage2"] == requests["stage3"] == {stage_gpus}, requests
+    assert requests["extract_mesh"] == requests["evaluate"] == {0}, requests
+
+
 def test_lint_is_clean(tmp_path):
     result, output = snakemake(make_workdir(tmp_path), "--lint")
     assert result.returncode == 0, output[-3000:]
@@ -102,8 +126,13 @@ def test_smoke_suite_produces_every_output(smoke_run):
 def test_wandb_offline_has_one_run_per_prompt_method_stage(smoke_run):
     runs = sorted((smoke_run / "results" / "smoke" / "wandb").glob("offline-run-*"))
     assert len(runs) == 3  # stage1, stage2, stage3 of the single (prompt, method)
-    configs = " ".join(p.read_text(errors="ignore") for run in runs for p in run.rglob("*.wandb"))
-    assert "apfo" in configs
+    # Each run carries its own name `{stage}-{method}-{prompt}` (and that stage's tags and config).
+    expected = {f"{stage}-apfo-a red cube" for stage in ("stage1", "stage2", "stage3")}
+    names = []
+    for run in runs:
+        data = b"".join(p.read_bytes() for p in run.rglob("*.wandb"))
+        names.append({name for name in expected if name.encode() in data})
+    assert sorted(n for found in names for n in found) == sorted(expected) and all(len(f) == 1 for f in names)
 
 
 def test_rerun_does_nothing_and_deleting_stage3_reruns_only_its_chain(smoke_run):
@@ -169,7 +198,9 @@ def test_nan_in_one_asset_is_marked_failed_in_the_suite_summary(smoke_run):
     result, output = snakemake(smoke_run, "--cores", "2", "--keep-going", "--configfile", "config/smoke.yaml",
                                "two.yaml", env_extra={"DREAMFLOW_INJECT_NAN_AT_STEP": "4@a blue sphere"})
     assert result.returncode != 0
-    assert "non-finite loss or parameters at step 4" in output or "lists every asset" in output, output[-3000:]
+    assert "lists every asset" in output, output[-3000:]
+    sphere_log = next((smoke_run / "logs" / "smoke" / "apfo").glob("a-blue-sphere-*/seed0/stage1.log"))
+    assert "non-finite loss or parameters at step 4" in sphere_log.read_text()
     results = smoke_run / "results" / "smoke"
     import pandas as pd
 

@@ -20,22 +20,23 @@ import torch
 
 from dreamflow.config import RunConfig, load_config, to_dict
 from dreamflow.evaluate.toy_metrics import chamfer_distance, held_out_cameras, image_metrics
+from dreamflow.guidance import available
 from dreamflow.prompts import slugify
 from dreamflow.toyworld.scenes import ToyScene, parse_toy_prompt
 from dreamflow.training.logger import RunLogger
+from dreamflow.training.stages import SHARED_BLOCKS, STAGES, StageInputs, run_stage
 
-BASELINES = ("sds", "vsd")
-STAGES = ("stage1", "stage2", "stage3")
+BASELINES = ("sds", "vsd")  # the published methods APFO is compared with (paired ratios, verdict)
 
 
 @dataclass
 class RaceConfig:
     """What the race runs and what counts as converged."""
 
-    methods: tuple[str, ...] = ("apfo", "sds", "vsd")
+    methods: tuple[str, ...] = field(default_factory=available)
     prompts: tuple[str, ...] = ("a red cube", "a blue sphere", "a yellow cone")
     seeds: tuple[int, ...] = (0, 1, 2)
-    stages: tuple[str, ...] = STAGES
+    stages: tuple[str, ...] = tuple(STAGES)
     mesh_seeds: tuple[int, ...] | None = None  # seeds that also run stages 2-3 (default: every seed)
     eval_every: int = 25
     eval_views: int = 8
@@ -81,8 +82,9 @@ class QualityProbe:
         model.eval()
         output = model.render_views(self.cameras.to(_device_of(model)), self.resolution)
         metrics = image_metrics(self.scene, self.cameras, output.opacity, output.albedo, self.resolution)
-        if self.stage != "stage1":
-            metrics |= chamfer_distance(model.to_trimesh(), self.scene, count=5000)
+        surface = model.to_trimesh()
+        if surface is not None:
+            metrics |= chamfer_distance(surface, self.scene, count=5000)
         if self.clip is not None:
             metrics["clip_score"] = self._clip_score(output.rgb)
         model.train(was_training)
@@ -98,22 +100,23 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return next(iter(model.buffers()), next(model.parameters())).device
 
 
-# Config blocks each stage's result depends on (its own and every earlier stage's).
-_SHARED = ["seed", "device", "deterministic", "camera", "guidance", "nerf", "shading", "prior", "volume", "stage1"]
-STAGE_BLOCKS = {"stage1": _SHARED, "stage2": _SHARED + ["extract", "rasterizer", "stage2"],
-                "stage3": _SHARED + ["extract", "rasterizer", "stage2", "refiner_prior", "stage3"]}
+def stage_blocks(stage: str) -> tuple[str, ...]:
+    """Config blocks a stage's result depends on: its own, every earlier stage's, and extraction before a mesh."""
+    blocks, spec = list(SHARED_BLOCKS), STAGES[stage]
+    while spec is not None:
+        blocks += spec.config_blocks + (("extract",) if "mesh" in spec.inputs else ())
+        spec = STAGES.get(spec.previous) if spec.previous else None
+    return tuple(blocks)
 
 
 def _settings_key(config: RunConfig, stage: str, race: RaceConfig) -> str:
-    blocks = {key: value for key, value in to_dict(config).items() if key in STAGE_BLOCKS[stage]}
+    blocks = {key: value for key, value in to_dict(config).items() if key in stage_blocks(stage)}
     blob = json.dumps([blocks, stage, race.eval_every, race.eval_views, race.clip_pretrained], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def run_stage_with_probe(stage: str, config: RunConfig, prompt: str, folder: Path, race: RaceConfig,
-                         make_model) -> pd.DataFrame:
-    """Train one stage, scoring every `eval_every` steps; returns its curve (step, seconds, metrics)."""
-    from dreamflow.training.trainer import build_trainer
+def run_stage_with_probe(stage: str, config: RunConfig, prompt: str, folder: Path, race: RaceConfig) -> pd.DataFrame:
+    """Train one stage (its inputs from `folder`), scoring every `eval_every` steps; returns its curve."""
 
     scene = parse_toy_prompt(prompt)
     rows: list[dict] = []
@@ -128,37 +131,29 @@ def run_stage_with_probe(stage: str, config: RunConfig, prompt: str, folder: Pat
 
     # Built before the trainer, which seeds: loading CLIP draws from the global torch RNG.
     probe = QualityProbe(scene, config, stage, race)
-    trainer = build_trainer(stage, config, prompt, folder / stage, RunLogger(folder / stage), make_model, record)
-    record(0, trainer.model, 0.0)
-    trainer.run()
-    trainer.finish()
+    spec = STAGES[stage]
+    inputs = StageInputs(init=folder / spec.previous / "ckpt.pt" if spec.previous else None,
+                         mesh=folder / "mesh" / "coarse.obj" if "mesh" in spec.inputs else None)
+    if inputs.mesh is not None:
+        from dreamflow.export.extract import extract_mesh
+
+        extract_mesh(inputs.init, config, inputs.mesh)
+    run_stage(spec, config, prompt, folder / stage, RunLogger(folder / stage), inputs, record)
     return pd.DataFrame(rows)
 
 
 def run_entry(entry: RaceEntry, config_path: str | Path, race: RaceConfig, work_dir: Path) -> pd.DataFrame:
     """All of the entry's stages (each reused from `work_dir` when its settings are unchanged)."""
-    from dreamflow.export.extract import extract_mesh
-    from dreamflow.training.mesh_stages import build_mesh_model
-    from dreamflow.training.stage1 import NeRFModel
-
     config = load_config(config_path, race.overrides_for(entry.label, entry.seed))
     folder = work_dir / entry.label / slugify(entry.prompt) / f"seed{entry.seed}"
     curves = []
     with_mesh = race.mesh_seeds is None or entry.seed in race.mesh_seeds
-    for stage in [s for s in race.stages if with_mesh or s == "stage1"]:
+    for stage in [s for s in race.stages if with_mesh or STAGES[s].previous is None]:
         curve_path = folder / f"curve_{stage}.csv"
         key = _settings_key(config, stage, race)
         key_path = folder / f"curve_{stage}.key"
         if not (curve_path.exists() and key_path.exists() and key_path.read_text() == key):
-            if stage == "stage1":
-                make_model = lambda: NeRFModel(config)  # noqa: E731
-            elif stage == "stage2":
-                extract_mesh(folder / "stage1" / "ckpt.pt", config, folder / "mesh" / "coarse.obj")
-                make_model = lambda: build_mesh_model("stage2", config, folder / "stage1" / "ckpt.pt",  # noqa: E731
-                                                      folder / "mesh" / "coarse.obj")
-            else:
-                make_model = lambda: build_mesh_model("stage3", config, folder / "stage2" / "ckpt.pt", None)  # noqa: E731
-            curve = run_stage_with_probe(stage, config, entry.prompt, folder, race, make_model)
+            curve = run_stage_with_probe(stage, config, entry.prompt, folder, race)
             curve.to_csv(curve_path, index=False)
             key_path.write_text(key)
         curve = pd.read_csv(curve_path)

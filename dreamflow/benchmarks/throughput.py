@@ -22,9 +22,6 @@ import time
 import pandas as pd
 import torch
 
-STAGES = ("stage1", "stage2", "stage3")
-METHODS = ("apfo", "sds", "vsd")
-
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -65,13 +62,15 @@ def measure(config_path: str, stage: str, method: str, steps: int = 20, warmup: 
     """Time `steps` training iterations of one stage after `warmup` untimed ones (this process)."""
     from dreamflow.config import load_config
     from dreamflow.training.logger import RunLogger
-    from dreamflow.training.stage1 import NeRFModel
+    from dreamflow.training.stages import STAGES, StageInputs
     from dreamflow.training.trainer import build_trainer
 
     config = load_config(config_path, {**(overrides or {}), "guidance.method": method})
-    make_model = (lambda: NeRFModel(config)) if stage == "stage1" else (lambda: _mesh_model(config))
+    spec = STAGES[stage]
+    # Stages that start from an earlier stage's output are timed on a stand-in mesh instead.
+    make_model = (lambda: _mesh_model(config)) if spec.inputs else (lambda: spec.build_model(config, StageInputs()))
     with tempfile.TemporaryDirectory() as folder:
-        trainer = build_trainer(stage, config, "a red cube", folder, RunLogger(folder), make_model)
+        trainer = build_trainer(spec, config, "a red cube", folder, RunLogger(folder), make_model)
         device = trainer.prior.device_
         for trainer.step in range(warmup):
             trainer.train_step()
@@ -96,12 +95,15 @@ def measure(config_path: str, stage: str, method: str, steps: int = 20, warmup: 
             "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")}
 
 
-def measure_throughput(config_path: str, stages: tuple[str, ...] = STAGES,
+def measure_throughput(config_path: str, stages: tuple[str, ...] | None = None,
                        steps: int = 20, overrides: dict | None = None) -> pd.DataFrame:
     """Every (stage, method) measured in a fresh process; one row each."""
+    from dreamflow.guidance import available
+    from dreamflow.training.stages import STAGES
+
     rows = []
-    for stage in stages:
-        for method in METHODS:
+    for stage in stages or tuple(STAGES):
+        for method in available():
             command = [sys.executable, "-m", "dreamflow.benchmarks.throughput", "--config", str(config_path),
                        "--stage", stage, "--method", method, "--steps", str(steps),
                        "--overrides", json.dumps(overrides or {})]
@@ -114,10 +116,13 @@ def measure_throughput(config_path: str, stages: tuple[str, ...] = STAGES,
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dreamflow.guidance import available
+    from dreamflow.training.stages import STAGES
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="config/toy.yaml")
-    parser.add_argument("--stage", choices=STAGES, required=True)
-    parser.add_argument("--method", choices=METHODS, required=True)
+    parser.add_argument("--stage", choices=list(STAGES), required=True)
+    parser.add_argument("--method", choices=available(), required=True)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--overrides", default="{}", help="JSON object of dotted config overrides")
     args = parser.parse_args(argv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -11,10 +12,11 @@ from PIL import Image
 
 from dreamflow.config import RunConfig
 from dreamflow.geometry.mesh import TexturedMesh
+from dreamflow.geometry.nerf import load_nerf
+from dreamflow.io import atomic_write_bytes, load_checkpoint
 from dreamflow.prompts import read_prompts
 from dreamflow.render.cameras import orbit_cameras
 from dreamflow.toyworld.scenes import parse_toy_prompt
-from dreamflow.training.checkpoint import atomic_write_bytes, load_checkpoint
 
 
 def read_benchmark(path: str | Path) -> dict[str, float]:
@@ -47,19 +49,32 @@ def clip_similarities_with(clip: tuple, images: torch.Tensor, prompts: list[str]
     return image_features @ text_features.T
 
 
+@dataclass(frozen=True)
+class AssetFiles:
+    """Every file `evaluate` reads (the workflow rule declares each of them)."""
+
+    stage1: Path  # stage-1 checkpoint
+    stage2: Path  # stage-2 checkpoint
+    stage3: Path  # stage-3 checkpoint: the final asset
+    mesh: Path | None = None  # mesh extracted from stage 1 (its Chamfer distance)
+
+    @property
+    def folder(self) -> Path:
+        """The asset's folder (results/{suite}/{method}/{slug}/seed{seed}), where its stage folders are."""
+        return self.stage3.parent.parent
+
+
 @torch.no_grad()
-def evaluate_asset(config: RunConfig, prompt: str, asset: Path, out: str | Path, clip_model: str, clip_pretrained: str,
-                   views: int, benchmarks: list[str], method: str | None = None,
+def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str | Path, clip_model: str,
+                   clip_pretrained: str, views: int, benchmarks: list[str], method: str | None = None,
                    suite_prompts: str | None = None) -> dict:
     from dreamflow.evaluate.toy_metrics import chamfer_distance, held_out_cameras, image_metrics
-    from dreamflow.training.stage1 import load_nerf
 
     metrics: dict = {"prompt": prompt, "method": method or config.guidance.method, "seed": config.seed,
-                     "asset": str(asset), "status": "ok"}
-    stage3_state = load_checkpoint(asset / "stage3" / "ckpt.pt")
+                     "asset": str(files.folder), "status": "ok"}
+    stage1_state, stage3_state = load_checkpoint(files.stage1), load_checkpoint(files.stage3)
     final = TexturedMesh.from_stage2(stage3_state, config).eval()
-    metrics["backend"] = {**load_checkpoint(asset / "stage1" / "ckpt.pt").get("backend", {}),
-                          **stage3_state.get("backend", {})}
+    metrics["backend"] = {**stage1_state.get("backend", {}), **stage3_state.get("backend", {})}
     resolution = config.stage3.resolution
     renders = final.render_views(orbit_cameras(config.camera, views), resolution)
     prompts = read_prompts(suite_prompts) if suite_prompts else [prompt]
@@ -73,11 +88,11 @@ def evaluate_asset(config: RunConfig, prompt: str, asset: Path, out: str | Path,
     scene = parse_toy_prompt(prompt)
     if scene is not None:
         cameras = held_out_cameras(config.camera)
-        nerf = load_nerf(asset / "stage1" / "ckpt.pt", config)
+        nerf = load_nerf(stage1_state, config)
         # Every stage is scored at the final resolution: colour error grows with resolution (more
         # edge pixels), so scores at each stage's own resolution would not compare across stages.
         out1 = nerf.render_views(cameras, resolution)
-        stage2 = TexturedMesh.from_stage2(load_checkpoint(asset / "stage2" / "ckpt.pt"), config).eval()
+        stage2 = TexturedMesh.from_stage2(load_checkpoint(files.stage2), config).eval()
         per_stage = {
             "stage1": image_metrics(scene, cameras, out1.opacity, out1.albedo, resolution),
             "stage2": image_metrics(scene, cameras, *_mesh_views(stage2, cameras, resolution), resolution),
@@ -85,11 +100,10 @@ def evaluate_asset(config: RunConfig, prompt: str, asset: Path, out: str | Path,
         }
         per_stage["stage2"] |= chamfer_distance(stage2.to_trimesh(), scene)
         per_stage["stage3"] |= chamfer_distance(final.to_trimesh(), scene)
-        coarse = asset / "mesh" / "coarse.obj"
-        if coarse.exists():
+        if files.mesh is not None:
             import trimesh
 
-            per_stage["stage1"] |= chamfer_distance(trimesh.load(coarse, process=False, force="mesh"), scene)
+            per_stage["stage1"] |= chamfer_distance(trimesh.load(files.mesh, process=False, force="mesh"), scene)
         metrics["toy"] = per_stage
         for stage, values in per_stage.items():
             for key, value in values.items():

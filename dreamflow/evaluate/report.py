@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dreamflow.training.checkpoint import atomic_write_bytes  # noqa: E402
+from dreamflow.io import atomic_write_bytes  # noqa: E402
 from dreamflow.training.status import describe, find_failures  # noqa: E402
 
 COLUMNS = ["method", "seed", "prompt", "status", "clip_score", "clip_rank", "stage1_iou", "stage1_colour_error",

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dreamflow.render.cameras import CameraConfig
+from dreamflow.config import CameraConfig
 
 MODEL_NAME = "dreamflow-toy-clip"
 MODEL_CONFIG = {

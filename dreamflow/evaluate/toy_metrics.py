@@ -10,7 +10,8 @@ import torch
 import trimesh
 from scipy.spatial import cKDTree
 
-from dreamflow.render.cameras import CameraConfig, Cameras, orbit_cameras
+from dreamflow.config import CameraConfig
+from dreamflow.render.cameras import Cameras, orbit_cameras
 from dreamflow.toyworld.render import render_scene
 from dreamflow.toyworld.scenes import ToyScene
 

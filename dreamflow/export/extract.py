@@ -11,7 +11,8 @@ import torch
 import trimesh
 
 from dreamflow.config import RunConfig
-from dreamflow.training.checkpoint import atomic_write_bytes
+from dreamflow.geometry.nerf import load_nerf
+from dreamflow.io import atomic_write_bytes
 
 
 class EmptyMeshError(RuntimeError):
@@ -43,8 +44,6 @@ def clean_mesh(mesh: trimesh.Trimesh, keep_largest: bool, target_faces: int) -> 
 
 def extract_mesh(checkpoint: str | Path, config: RunConfig, out_path: str | Path) -> dict:
     """Extract and write the coarse mesh; returns a report (threshold used, faces, watertight...)."""
-    from dreamflow.training.stage1 import load_nerf
-
     settings = config.extract
     model = load_nerf(checkpoint, config)
     radius = config.nerf.radius

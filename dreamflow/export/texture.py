@@ -12,8 +12,8 @@ import xatlas
 from PIL import Image
 from scipy import ndimage
 
+from dreamflow.io import atomic_write_bytes
 from dreamflow.render.rasterize import TorchRasterizer
-from dreamflow.training.checkpoint import atomic_write_bytes
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ from torch import nn
 from dreamflow.config import HashGridConfig
 
 PRIMES = (1, 2654435761, 805459861)
+PRIMES_INT32 = tuple(p - 2**32 if p >= 2**31 else p for p in PRIMES)  # same low 32 bits
 _CORNERS = torch.tensor([[(i >> d) & 1 for d in range(3)] for i in range(8)], dtype=torch.long)
 
 
@@ -57,16 +58,6 @@ def per_level_scale_of(config: HashGridConfig) -> float:
     return math.exp(math.log(config.finest_resolution / config.base_resolution) / (config.n_levels - 1))
 
 
-def grid_index(coords: torch.Tensor, resolution: int, size: int) -> torch.Tensor:
-    """tinycudann's grid_index: dense row-major index if the level fits the table, else hashed."""
-    if resolution ** 3 <= size:
-        index = coords[..., 0] + coords[..., 1] * resolution + coords[..., 2] * resolution * resolution
-    else:
-        index = (coords[..., 0] * PRIMES[0]) ^ (coords[..., 1] * PRIMES[1]) ^ (coords[..., 2] * PRIMES[2])
-        index = index & 0xFFFFFFFF  # uint32 arithmetic
-    return index % size
-
-
 class HashGridEncoding(nn.Module):
     """x in [0,1]^3 -> [N, n_levels * n_features_per_level] features."""
 
@@ -79,6 +70,7 @@ class HashGridEncoding(nn.Module):
         self.n_output_dims = config.n_levels * config.n_features_per_level
         self.backend = self._choose_backend(config.backend)
         self._tcnn = None
+        self._layout_cache: dict[torch.device, dict[str, torch.Tensor]] = {}
 
     @staticmethod
     def _choose_backend(requested: str) -> str:
@@ -115,17 +107,67 @@ class HashGridEncoding(nn.Module):
         return self.forward_torch(x)
 
     def forward_torch(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.config.n_features_per_level
-        table = self.params.view(-1, features)
-        corners = _CORNERS.to(x.device)
-        outputs = []
-        for scale, resolution, size, offset in zip(self.scales, self.resolutions, self.sizes, self.offsets):
-            position = x * scale + 0.5
-            floor = position.floor()
-            fraction = position - floor
-            coords = floor.long()[:, None, :] + corners[None]  # [N, 8, 3]
-            index = grid_index(coords, resolution, size) + offset
-            weights = torch.where(corners[None].bool(), fraction[:, None, :], 1 - fraction[:, None, :]).prod(-1)
-            values = table[index.reshape(-1)].view(*index.shape, features)
-            outputs.append((weights[..., None] * values).sum(1))
-        return torch.cat(outputs, dim=-1)
+        """All levels at once: int32 corner indices, one gather, a bincount backward (`_TableLookup`).
+
+        Per axis only the two neighbouring grid lines are computed ([N, L, 2]); the 8 corners are
+        their outer combination (corner c has bit d set when it takes the upper line along axis d).
+        """
+        layout = self._layout(x.device)
+        position = x[:, None, :] * layout["scales"][:, None] + 0.5  # [N, L, 3]
+        floor = position.floor()
+        fraction = position - floor
+        lines = floor.int()[..., None] + layout["step"]  # [N, L, 3, 2]
+        w = torch.stack([1 - fraction, fraction], dim=-1)  # [N, L, 3, 2]
+        weights = (w[:, :, 2, :, None, None] * w[:, :, 1, None, :, None] * w[:, :, 0, None, None, :]).flatten(2)
+        lx, ly, lz = lines.unbind(2)
+        res = layout["resolutions"][:, None]
+        dense = (lz * (res * res))[..., :, None, None] + (ly * res)[..., None, :, None] + lx[..., None, None, :]
+        # int32 products wrap modulo 2^32 exactly like tinycudann's uint32 hash; the sizes of hashed
+        # levels are powers of two, so remainder() of the wrapped value equals the uint32 one.
+        hashed = ((lz * PRIMES_INT32[2])[..., :, None, None] ^ (ly * PRIMES_INT32[1])[..., None, :, None]
+                  ^ (lx * PRIMES_INT32[0])[..., None, None, :])
+        index = torch.where(layout["dense"][:, None, None, None], dense, hashed).flatten(2)  # [N, L, 8]
+        index = torch.remainder(index, layout["sizes"][:, None]) + layout["offsets"][:, None]
+        table = self.params.view(-1, self.config.n_features_per_level)
+        return _TableLookup.apply(table, index, weights).reshape(x.shape[0], self.n_output_dims)
+
+    def _layout(self, device: torch.device) -> dict[str, torch.Tensor]:
+        cached = self._layout_cache.get(device)
+        if cached is None:
+            cached = {"scales": torch.tensor(self.scales, dtype=torch.float32, device=device),
+                      "resolutions": torch.tensor(self.resolutions, dtype=torch.int32, device=device),
+                      "sizes": torch.tensor(self.sizes, dtype=torch.int32, device=device),
+                      "offsets": torch.tensor(self.offsets, dtype=torch.int32, device=device),
+                      "dense": torch.tensor([r ** 3 <= s for r, s in zip(self.resolutions, self.sizes)], device=device),
+                      "step": torch.tensor([0, 1], dtype=torch.int32, device=device)}
+            self._layout_cache[device] = cached
+        return cached
+
+
+class _TableLookup(torch.autograd.Function):
+    """out[n, l] = sum_c weights[n, l, c] * table[index[n, l, c]].
+
+    The backward scatters into the table with `bincount` per feature (deterministic and much
+    faster than the sort-based deterministic `index_put_` that autograd's gather backward uses).
+    """
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        flat = index.reshape(-1).long()
+        values = table.index_select(0, flat).view(*index.shape, table.shape[1])  # [N, L, 8, F]
+        ctx.save_for_backward(flat, weights, values if weights.requires_grad else None)
+        ctx.table_shape = table.shape
+        return (weights[..., None] * values).sum(-2)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        flat, weights, values = ctx.saved_tensors
+        grad_table = grad_weights = None
+        if ctx.needs_input_grad[0]:
+            entries, features = ctx.table_shape
+            per_corner = (weights[..., None] * grad_out[..., None, :]).reshape(-1, features)
+            grad_table = torch.stack([torch.bincount(flat, per_corner[:, f], minlength=entries)
+                                      for f in range(features)], dim=1).to(grad_out.dtype)
+        if ctx.needs_input_grad[2]:
+            grad_weights = (values * grad_out[..., None, :]).sum(-1)
+        return grad_table, None, grad_weights

@@ -19,13 +19,13 @@ import trimesh
 from torch import nn
 
 from dreamflow.config import NeRFConfig, RunConfig, StageConfig
+from dreamflow.geometry.base import StageModel
 from dreamflow.geometry.hashgrid import HashGridEncoding
 from dreamflow.geometry.nerf import mlp
 from dreamflow.render.cameras import Cameras
+from dreamflow.render.lighting import light_directions
 from dreamflow.render.rasterize import NvdiffrastRasterizer, make_rasterizer
 from dreamflow.render.volume import RenderOutput
-from dreamflow.toyworld.render import light_directions
-from dreamflow.training.trainer import StageModel
 
 
 class ColourField(nn.Module):
@@ -107,7 +107,7 @@ class TexturedMesh(StageModel):
                generator: torch.Generator | None = None) -> RenderOutput:
         vertices = self.vertices
         normals = vertex_normals(vertices, self.faces)
-        light = light_directions(cameras.to("cpu")).to(vertices.device)[:, None, None, :]
+        light = light_directions(cameras)[:, None, None, :]
         ambient = self.shading.ambient
         albedo_out = {}
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dreamflow.config import NeRFConfig
+from dreamflow.config import NeRFConfig, RunConfig, StageConfig
+from dreamflow.geometry.base import StageModel
 from dreamflow.geometry.hashgrid import HashGridEncoding
+from dreamflow.io import load_checkpoint
+from dreamflow.render.cameras import Cameras
+from dreamflow.render.volume import RenderOutput, VolumeRenderer
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
@@ -74,3 +80,44 @@ class NeRFField(nn.Module):
         if self.config.background == "mlp":
             return torch.sigmoid(self.background_mlp(directions))
         return self.background_color.expand(*directions.shape[:-1], 3)
+
+
+class NeRFModel(StageModel):
+    """Stage 1: the field rendered by the volume renderer with occupancy skipping."""
+
+    def __init__(self, config: RunConfig):
+        super().__init__()
+        self.field = NeRFField(config.nerf)
+        self.renderer = VolumeRenderer(self.field, config.volume, config.shading)
+        self.update_every = config.volume.occupancy_update_every
+
+    def param_groups(self, stage: StageConfig) -> list[dict]:
+        encoding = list(self.field.encoding.parameters())
+        others = [p for n, p in self.field.named_parameters() if not n.startswith("encoding.")]
+        return [{"params": encoding, "lr": stage.learning_rate, "name": "encoding"},
+                {"params": others, "lr": stage.mlp_learning_rate, "name": "mlp"}]
+
+    def before_step(self, step: int, generator: torch.Generator) -> dict[str, float]:
+        if step % self.update_every == 0:
+            return {"occupied_fraction": self.renderer.update_occupancy(generator)}
+        return {}
+
+    def render(self, cameras: Cameras, resolution: int, shading: str = "albedo",
+               generator: torch.Generator | None = None) -> RenderOutput:
+        return self.renderer(cameras, resolution, shading, generator)
+
+    def regularisers(self, stage: StageConfig, output: RenderOutput) -> dict[str, torch.Tensor]:
+        if stage.opacity_weight > 0:
+            return {"opacity": stage.opacity_weight * output.opacity.clamp(1e-4, 1 - 1e-4).sqrt().mean()}
+        return {}
+
+    def backend(self) -> dict[str, str]:
+        return {"hash_grid": self.field.encoding.backend}
+
+
+def load_nerf(checkpoint: str | Path | dict, config: RunConfig, device: torch.device | str = "cpu") -> NeRFModel:
+    """A stage-1 checkpoint (path, or its already loaded state) as an evaluation-mode NeRFModel."""
+    model = NeRFModel(config)
+    state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()

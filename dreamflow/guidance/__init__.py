@@ -1,5 +1,10 @@
-"""Guidance methods behind one interface; the method is a config value (`guidance.method`)."""
+"""Guidance methods behind one interface; the method is a config value (`guidance.method`).
 
-from dreamflow.guidance.base import Guidance, GuidanceOutput, make_guidance
+Importing this package registers the built-in methods (apfo, sds, vsd); see `registry.py`.
+"""
 
-__all__ = ["Guidance", "GuidanceOutput", "make_guidance"]
+from dreamflow.guidance import apfo, sds, vsd  # noqa: F401 - registration
+from dreamflow.guidance.base import Guidance, GuidanceOutput
+from dreamflow.guidance.registry import available, find, make_guidance, register
+
+__all__ = ["Guidance", "GuidanceOutput", "available", "find", "make_guidance", "register"]

@@ -25,10 +25,12 @@ from __future__ import annotations
 import torch
 
 from dreamflow.guidance.base import Guidance, GuidanceOutput, target_loss
+from dreamflow.guidance.registry import register
 from dreamflow.guidance.schedules import apfo_position, apfo_timesteps
 from dreamflow.priors.base import TextEmbeddings
 
 
+@register("apfo")
 class APFOGuidance(Guidance):
     uses_source_model = True
 

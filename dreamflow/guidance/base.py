@@ -26,14 +26,16 @@ def target_loss(latents: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
 class Guidance:
     """Turns renders into a loss whose gradient is the method's update direction."""
 
+    name = ""  # set by @register
     uses_source_model = False
+    default_guidance_scale = 7.5  # CFG scale when guidance.guidance_scale is not set
 
     def __init__(self, prior: DiffusionPrior, config: GuidanceConfig, iterations: int, seed: int = 0):
         self.prior = prior
         self.config = config
         self.iterations = iterations
         self.generator = torch.Generator().manual_seed(seed + 1)
-        self.guidance_scale = config.resolved_guidance_scale()
+        self.guidance_scale = config.guidance_scale if config.guidance_scale is not None else self.default_guidance_scale
         self.lora_optimizer: torch.optim.Optimizer | None = None
         if self.uses_source_model:
             params = prior.add_lora(config.lora)
@@ -90,15 +92,3 @@ class Guidance:
         if self.uses_source_model:
             self.prior.load_lora_state_dict(state["lora"])
             self.lora_optimizer.load_state_dict(state["lora_optimizer"])
-
-
-def make_guidance(prior: DiffusionPrior, config: GuidanceConfig, iterations: int, seed: int = 0) -> Guidance:
-    """The guidance object for `config.method` (apfo | sds | vsd)."""
-    from dreamflow.guidance.apfo import APFOGuidance
-    from dreamflow.guidance.sds import SDSGuidance
-    from dreamflow.guidance.vsd import VSDGuidance
-
-    classes = {"apfo": APFOGuidance, "sds": SDSGuidance, "vsd": VSDGuidance}
-    if config.method not in classes:
-        raise ValueError(f"guidance.method is {config.method!r}; choose one of {sorted(classes)}")
-    return classes[config.method](prior, config, iterations, seed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from dreamflow.guidance.base import Guidance, GuidanceOutput, target_loss
+from dreamflow.guidance.registry import register
 from dreamflow.guidance.schedules import random_timesteps
 from dreamflow.priors.base import TextEmbeddings
 
@@ -25,7 +26,10 @@ def weighting(name: str, alphabar: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown weighting {name!r}")
 
 
+@register("sds")
 class SDSGuidance(Guidance):
+    default_guidance_scale = 100.0  # DreamFusion
+
     def sample_index(self, batch: int) -> torch.Tensor:
         t = random_timesteps(batch, self.config.t_min, self.config.t_max, self.generator)
         return self.prior.timestep_index(t)

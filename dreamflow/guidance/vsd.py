@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import torch
 
+from dreamflow.guidance.registry import register
 from dreamflow.guidance.sds import SDSGuidance
 from dreamflow.priors.base import TextEmbeddings
 
 
+@register("vsd")
 class VSDGuidance(SDSGuidance):
+    default_guidance_scale = 7.5  # ProlificDreamer
     uses_source_model = True
 
     def residual(self, x_t: torch.Tensor, noise: torch.Tensor, index: torch.Tensor, text: TextEmbeddings,

@@ -143,17 +143,26 @@ class DiffusionPrior(nn.Module):
             yield kwargs
             return
         if enabled:
-            self.unet.enable_adapters()
             if self.camera_embedding is not None:
                 self.unet.class_embedding = self.camera_embedding
                 kwargs["class_labels"] = camera.to(self.device_, self.dtype)
-        else:
-            self.unet.disable_adapters()
+        self._switch_lora(enabled)
         try:
             yield kwargs
         finally:
             self.unet.class_embedding = self._own_class_embedding
-            self.unet.enable_adapters()
+            self._switch_lora(True)
+
+    def _switch_lora(self, enabled: bool) -> None:
+        """Turn the adapter on or off in the LoRA layers found once at `add_lora`.
+
+        diffusers' `enable_adapters`/`disable_adapters` walk every module of the UNet and reset
+        requires_grad on each call (~20 % of a toy guidance step, measured); the flag they end up
+        setting is the one peft's LoRA layers read in `forward`, and the LoRA weights must stay
+        trainable anyway.
+        """
+        for layer in self._lora_layers:
+            layer._disable_adapters = not enabled
 
     def predict_eps(self, x_t: torch.Tensor, index: torch.Tensor, text: TextEmbeddings, uncond: bool = False,
                     use_lora: bool = False, camera: torch.Tensor | None = None) -> torch.Tensor:
@@ -192,8 +201,11 @@ class DiffusionPrior(nn.Module):
 
         lora = LoraConfig(r=config.rank, lora_alpha=config.alpha or config.rank, init_lora_weights=True,
                           target_modules=list(config.target_modules))
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
         self.unet.add_adapter(lora, adapter_name="source")
         self.has_lora = True
+        self._lora_layers = [m for m in self.unet.modules() if isinstance(m, BaseTunerLayer)]
         params = [p for n, p in self.unet.named_parameters() if "lora_" in n]
         for p in params:
             p.requires_grad_(True)

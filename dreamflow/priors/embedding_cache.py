@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from dreamflow.io import atomic_write_bytes
 
 
 def default_cache_dir() -> Path:
@@ -39,15 +40,5 @@ class EmbeddingCache:
             except Exception:  # noqa: BLE001 - unreadable entry: recompute below
                 pass
         value = {k: v.detach().cpu() for k, v in compute().items()}
-        self.folder.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".pt")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                torch.save(value, stream)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temp, path)
-        finally:
-            if os.path.exists(temp):
-                os.unlink(temp)
+        atomic_write_bytes(path, lambda stream: torch.save(value, stream))
         return value

@@ -79,13 +79,12 @@ def _downloads_allowed() -> bool:
 
 def load_prior(config: PriorConfig, device: str | torch.device = "auto") -> DiffusionPrior:
     """Load the prior `config.pretrained` (hub id or folder) into the matching prior class."""
+    import diffusers
+    import transformers
     from diffusers import StableDiffusionXLImg2ImgPipeline
 
     from dreamflow.priors.sd2 import StableDiffusion2Prior
     from dreamflow.priors.sdxl_refiner import SDXLRefinerPrior
-
-    import diffusers
-    import transformers
 
     diffusers.utils.logging.disable_progress_bar()  # loading bars would swamp rule logs
     transformers.utils.logging.disable_progress_bar()

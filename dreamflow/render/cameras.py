@@ -10,18 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-
-@dataclass
-class CameraConfig:
-    """Ranges of the random-view distribution (threestudio `random-camera` names)."""
-
-    elevation_range: tuple[float, float] = (-10.0, 45.0)  # degrees
-    azimuth_range: tuple[float, float] = (-180.0, 180.0)  # degrees
-    distance_range: tuple[float, float] = (2.0, 2.5)
-    fovy_range: tuple[float, float] = (40.0, 50.0)  # degrees
-    eval_elevation: float = 15.0
-    eval_distance: float = 2.25
-    eval_fovy: float = 45.0
+from dreamflow.config import CameraConfig
 
 
 @dataclass

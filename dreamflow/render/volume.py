@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from dreamflow.config import ShadingConfig, VolumeRenderConfig
-from dreamflow.geometry.nerf import NeRFField
 from dreamflow.render.cameras import Cameras, camera_rays
-from dreamflow.toyworld.render import light_directions
+from dreamflow.render.lighting import light_directions
+
+if TYPE_CHECKING:  # the field is defined above this module (geometry/), which imports the renderer
+    from dreamflow.geometry.nerf import NeRFField
 
 SHADING_MODES = ("albedo", "diffuse", "textureless")
 
@@ -41,10 +44,13 @@ class OccupancyGrid(nn.Module):
         super().__init__()
         self.radius = radius
         self.resolution = resolution
-        self.register_buffer("density", torch.full((resolution,) * 3, 1e4))  # everything occupied at first
+        # -1 marks "never measured": every cell counts as occupied until the first update, which then
+        # takes the field's real density (nerfacc does the same). Starting from a large value instead
+        # kept every cell occupied for thousands of steps of EMA decay (all 48-128 samples evaluated).
+        self.register_buffer("density", torch.full((resolution,) * 3, -1.0))
 
     @torch.no_grad()
-    def update(self, field: NeRFField, threshold: float, step_size: float, generator: torch.Generator,
+    def update(self, field: "NeRFField", threshold: float, step_size: float, generator: torch.Generator,
                decay: float = 0.95) -> float:
         r = self.resolution
         grid = torch.stack(torch.meshgrid(*(torch.arange(r),) * 3, indexing="ij"), dim=-1).reshape(-1, 3).float()
@@ -52,12 +58,13 @@ class OccupancyGrid(nn.Module):
         points = ((grid + jitter) / r * 2 - 1) * self.radius
         points = points.to(self.density.device)
         density = torch.cat([field.density(chunk) for chunk in points.split(65536)]).view(r, r, r)
-        self.density.copy_(torch.maximum(self.density * decay, density))
+        measured = self.density >= 0
+        self.density.copy_(torch.where(measured, torch.maximum(self.density * decay, density), density))
         occupied = self.occupied_mask(threshold, step_size)
         return float(occupied.float().mean())
 
     def occupied_mask(self, threshold: float, step_size: float) -> torch.Tensor:
-        return (1 - torch.exp(-self.density * step_size)) > threshold
+        return (self.density < 0) | ((1 - torch.exp(-self.density * step_size)) > threshold)
 
     def lookup(self, points: torch.Tensor, threshold: float, step_size: float) -> torch.Tensor:
         r = self.resolution
@@ -69,7 +76,7 @@ class OccupancyGrid(nn.Module):
 class VolumeRenderer(nn.Module):
     """Stratified samples inside the bounding sphere, occupancy skipping, alpha compositing."""
 
-    def __init__(self, field: NeRFField, config: VolumeRenderConfig, shading: ShadingConfig):
+    def __init__(self, field: "NeRFField", config: VolumeRenderConfig, shading: ShadingConfig):
         super().__init__()
         self.field = field
         self.config = config
@@ -139,7 +146,7 @@ class VolumeRenderer(nn.Module):
         important = weights.detach() > 1e-3
         if important.any():
             if light is None:
-                light = light_directions(cameras.to("cpu")).to(points.device)
+                light = light_directions(cameras)
             per_ray = light[:, None, :].expand(len(cameras), resolution * resolution, 3).reshape(-1, 1, 3)
             sample_light = per_ray.expand(-1, points.shape[1], -1)[important]
             normals = self.field.normals(points[important])

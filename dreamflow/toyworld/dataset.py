@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from dreamflow.render.cameras import CameraConfig, sample_cameras, view_direction_suffix
+from dreamflow.config import CameraConfig
+from dreamflow.render.cameras import sample_cameras, view_direction_suffix
 from dreamflow.toyworld.render import render_scene
 from dreamflow.toyworld.scenes import ToyScene, all_scenes
 

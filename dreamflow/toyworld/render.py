@@ -5,23 +5,10 @@ from __future__ import annotations
 import torch
 
 from dreamflow.render.cameras import Cameras, camera_rays
+from dreamflow.render.lighting import diffuse_shading, light_directions
 from dreamflow.toyworld.scenes import ToyScene
 
-AMBIENT = 0.35
 BACKGROUND = (1.0, 1.0, 1.0)
-
-
-def light_directions(cameras: Cameras) -> torch.Tensor:
-    """Light from above and slightly behind the camera, so every rendered side is lit."""
-    up = torch.tensor([0.0, 0.0, 1.0])
-    to_camera = torch.nn.functional.normalize(cameras.positions, dim=-1)
-    return torch.nn.functional.normalize(to_camera + 0.6 * up, dim=-1)
-
-
-def diffuse_shading(albedo: torch.Tensor, normals: torch.Tensor, light_dir: torch.Tensor) -> torch.Tensor:
-    """Lambertian shading with ambient term; `light_dir` broadcasts against `normals`."""
-    lambert = (normals * light_dir).sum(-1, keepdim=True).clamp(min=0.0)
-    return albedo * (AMBIENT + (1.0 - AMBIENT) * lambert)
 
 
 @torch.no_grad()

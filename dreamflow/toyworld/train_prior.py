@@ -25,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 from transformers import CLIPTokenizer
 
-from dreamflow.render.cameras import CameraConfig
+from dreamflow.config import CameraConfig
 from dreamflow.toyworld import architectures as arch
 from dreamflow.toyworld.dataset import ToyDataset, render_dataset
 from dreamflow.toyworld.tokenizer import write_tokenizer_files

@@ -12,7 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
-from dreamflow.training.checkpoint import atomic_write_bytes
+from dreamflow.io import atomic_write_bytes
 
 FAILURE_FILE = "failed.json"
 

@@ -12,20 +12,23 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from dreamflow.config import RunConfig, StageConfig, to_dict
+from dreamflow.geometry.base import StageModel
 from dreamflow.guidance import Guidance
+from dreamflow.io import load_checkpoint, save_checkpoint
 from dreamflow.priors.base import DiffusionPrior
 from dreamflow.render.cameras import sample_cameras
-from dreamflow.render.volume import RenderOutput, choose_shading
-from dreamflow.training.checkpoint import load_checkpoint, save_checkpoint
+from dreamflow.render.volume import choose_shading
 from dreamflow.training.logger import RunLogger
+
+if TYPE_CHECKING:
+    from dreamflow.training.stages import StageSpec
 
 NAN_INJECTION_ENV = "DREAMFLOW_INJECT_NAN_AT_STEP"  # fault injection for the NaN-guard tests
 FAULT_ENV = "DREAMFLOW_FAULT"  # "[stage:]point:step", e.g. "step:4", "stage2:export:3": SIGKILL there (tests)
@@ -59,32 +62,6 @@ class Preempted(RuntimeError):
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # SLURM: scancel/requeue/preemption; --signal=B:USR1@T
-
-
-class StageModel(nn.Module):
-    """What a stage optimises: a NeRF (stage 1) or a textured mesh (stages 2-3)."""
-
-    def param_groups(self, stage: StageConfig) -> list[dict]:
-        raise NotImplementedError
-
-    def render(self, cameras, resolution: int, shading: str = "albedo",
-               generator: torch.Generator | None = None) -> RenderOutput:
-        raise NotImplementedError
-
-    def before_step(self, step: int, generator: torch.Generator) -> dict[str, float]:
-        return {}
-
-    def regularisers(self, stage: StageConfig, output: RenderOutput) -> dict[str, torch.Tensor]:
-        return {}
-
-    def backend(self) -> dict[str, str]:
-        return {}
-
-    @torch.no_grad()
-    def render_views(self, cameras, resolution: int, shading: str = "albedo") -> RenderOutput:
-        """Render views one at a time (bounded memory) and stack them."""
-        outputs = [self.render(cameras[i:i + 1], resolution, shading) for i in range(len(cameras))]
-        return RenderOutput(*(torch.cat([getattr(o, k) for o in outputs]) for k in ("rgb", "opacity", "depth", "albedo")))
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -127,7 +104,7 @@ class StageTrainer:
         self.checkpoint_path = self.out_dir / "resume" / "ckpt.pt"
         self.final_path = self.out_dir / "ckpt.pt"
         self.shading = config.shading_for(stage)
-        self.callback = callback  # callback(step_done, model, seconds) after each step (benchmarks)
+        self.callback = callback  # callback(step_done, model, seconds) before the first and after each step
         self.step = 0
         self.stop_signal: int | None = None
 
@@ -245,6 +222,8 @@ class StageTrainer:
         progress = tqdm(range(resumed, iterations), initial=resumed, total=iterations,
                         desc=f"{self.stage} {self.guidance.config.method} {self.prompt[:40]!r}",
                         disable=os.environ.get("DREAMFLOW_NO_PROGRESS") == "1")
+        if self.callback is not None and resumed == 0:
+            self.callback(0, self.model, 0.0)  # the untrained model (benchmarks score it)
         with self._stop_on_signals():
             for self.step in progress:
                 fault_point(f"{self.stage}:step", self.step)
@@ -266,7 +245,7 @@ class StageTrainer:
         return StageResult(iterations - resumed, time.time() - start_time, resumed, self.final_path)
 
 
-def build_trainer(stage: str, config: RunConfig, prompt: str, out_dir: str | Path, logger: RunLogger,
+def build_trainer(spec: "StageSpec", config: RunConfig, prompt: str, out_dir: str | Path, logger: RunLogger,
                   make_model: Callable[[], StageModel], callback=None) -> StageTrainer:
     """Seed, build the model, then the stage's prior and guidance, and the trainer around them.
 
@@ -280,6 +259,6 @@ def build_trainer(stage: str, config: RunConfig, prompt: str, out_dir: str | Pat
     seed_everything(config.seed, config.deterministic)
     device = resolve_device(config.device)
     model = make_model().to(device)
-    prior = load_prior(config.refiner_prior if stage == "stage3" else config.prior, device)
-    guidance = make_guidance(prior, config.guidance_for(stage), getattr(config, stage).iterations, config.seed)
-    return StageTrainer(stage, model, prior, guidance, config, prompt, out_dir, logger, config.seed, callback)
+    prior = load_prior(spec.prior_config(config), device)
+    guidance = make_guidance(prior, config.guidance_for(spec.name), spec.stage_config(config).iterations, config.seed)
+    return StageTrainer(spec.name, model, prior, guidance, config, prompt, out_dir, logger, config.seed, callback)

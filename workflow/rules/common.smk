@@ -7,9 +7,16 @@ import yaml
 from snakemake.utils import validate
 
 from dreamflow.config import load_config_data, to_dict
+from dreamflow.guidance import available as guidance_methods
 from dreamflow.prompts import prompt_table
+from dreamflow.training.stages import SHARED_BLOCKS, STAGES
 
 validate(config, "../schemas/config.schema.yaml")
+# The method list belongs to the guidance registry (the schema only checks the type).
+_unknown = sorted(set(config["methods"]) - set(guidance_methods()))
+if _unknown:
+    raise ValueError(f"config 'methods' has unknown guidance method(s) {_unknown}; "
+                     f"choose from {list(guidance_methods())}")
 
 SUITE = config["suite"]
 RESULTS = config["results_dir"]
@@ -38,7 +45,7 @@ def logfile(step):
 
 wildcard_constraints:
     suite=r"[A-Za-z0-9_.-]+",
-    method="apfo|sds|vsd",
+    method="|".join(guidance_methods()),
     slug=r"[a-z0-9-]+",
     seed=r"\d+",
 
@@ -53,14 +60,21 @@ RUN_CONFIG = pipeline_config()
 
 # Each step reads only the config blocks it uses, so changing e.g. `stage3` re-runs stage 3 and
 # evaluation but keeps the cached NeRFs and meshes (blocks left out take their defaults).
-_SHARED = ["seed", "device", "deterministic", "camera", "guidance", "nerf", "shading"]
 STEP_BLOCKS = {
-    "stage1": _SHARED + ["prior", "volume", "stage1"],
+    **{name: [*SHARED_BLOCKS, *spec.config_blocks] for name, spec in STAGES.items()},
     "extract_mesh": ["seed", "device", "nerf", "volume", "extract"],
-    "stage2": _SHARED + ["prior", "rasterizer", "stage2", "export"],
-    "stage3": _SHARED + ["refiner_prior", "rasterizer", "stage3", "export"],
     "evaluate": list(RUN_CONFIG),
 }
+
+
+def local_files(*names):
+    """The names that are local files or folders (model weights a command reads); hub ids and tags are not."""
+    return [name for name in names if name and os.path.exists(name)]
+
+
+def prior_inputs(stage):
+    """The local model folder a stage loads its prior from (declared so a retrained prior re-runs it)."""
+    return local_files(RUN_CONFIG[STAGES[stage].prior_block]["pretrained"])
 
 
 def step_config(step):
@@ -73,6 +87,18 @@ def resources_of(rule_name, key, default=None):
 
 def threads_of(rule_name):
     return resources_of(rule_name, "threads", 1)
+
+
+def gpus_of(rule_name):
+    """GPUs a job of `rule_name` requests (SLURM plugin: gpu=N -> sbatch --gpus=N; 0 requests none).
+
+    From `resources.<rule>.gpu` when set; otherwise 1 for the stages when the run config's device
+    is CUDA and 0 for everything else, so a CPU suite (the toy suite, device auto) asks for no GPU.
+    """
+    explicit = config["resources"].get(rule_name, {}).get("gpu", config["resources"]["default"].get("gpu"))
+    if explicit is not None:
+        return explicit
+    return int(rule_name in STAGES and str(RUN_CONFIG["device"]).startswith("cuda"))
 
 
 def wandb_args(wildcards):

@@ -7,15 +7,17 @@ rule evaluate:
         prompt=suite_file("prompts/{slug}.txt"),
         suite_prompts=config["prompts"],
         stage1=asset("stage1/ckpt.pt"),
+        mesh=asset("mesh/coarse.obj"),
         stage2=asset("stage2/ckpt.pt"),
-        stage3=asset("stage3/mesh.glb"),
+        stage3=asset("stage3/ckpt.pt"),
+        clip=local_files(config["evaluate"]["clip_pretrained"]),
         benchmarks=[bench(step) for step in ("stage1", "extract_mesh", "stage2", "stage3")],
     output:
         metrics=asset("metrics.json"),
     params:
-        asset=lambda wildcards, input: str(Path(input.stage1).parent.parent),
         clip_model=config["evaluate"]["clip_model"],
-        clip_pretrained=config["evaluate"]["clip_pretrained"],
+        # The declared weights file when local, else an open_clip pretrained tag (e.g. `openai`).
+        clip_pretrained=lambda wildcards, input: input.clip or config["evaluate"]["clip_pretrained"],
         views=config["evaluate"]["views"],
     conda:
         CONDA_ENV
@@ -29,6 +31,7 @@ rule evaluate:
         runtime=resources_of("evaluate", "runtime"),
     shell:
         "OMP_NUM_THREADS={threads} dreamflow evaluate --config {input.config} --prompt-file {input.prompt}"
-        " --method {wildcards.method} --seed {wildcards.seed} --asset {params.asset} --out {output.metrics}"
+        " --method {wildcards.method} --seed {wildcards.seed} --stage1 {input.stage1} --mesh {input.mesh}"
+        " --stage2 {input.stage2} --stage3 {input.stage3} --out {output.metrics}"
         " --clip-model {params.clip_model} --clip-pretrained {params.clip_pretrained} --views {params.views}"
         " --suite-prompts {input.suite_prompts} --benchmarks {input.benchmarks} > {log} 2>&1"

@@ -5,6 +5,7 @@ rule stage1:
     input:
         config=suite_file("config/stage1.yaml"),
         prompt=suite_file("prompts/{slug}.txt"),
+        prior=prior_inputs("stage1"),
     output:
         ckpt=asset("stage1/ckpt.pt"),
         preview=report(asset("stage1/preview.png"), category="Stage 1", labels={"method": "{method}", "prompt": "{slug}", "seed": "{seed}"}),
@@ -22,6 +23,7 @@ rule stage1:
     resources:
         mem_mb=resources_of("stage1", "mem_mb"),
         runtime=resources_of("stage1", "runtime"),
+        gpu=gpus_of("stage1"),
     shell:
         "OMP_NUM_THREADS={threads} DREAMFLOW_NO_PROGRESS=1 dreamflow stage1 --config {input.config}"
         " --prompt-file {input.prompt} --method {wildcards.method} --seed {wildcards.seed}"

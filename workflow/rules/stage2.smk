@@ -5,6 +5,7 @@ rule stage2:
     input:
         config=suite_file("config/stage2.yaml"),
         prompt=suite_file("prompts/{slug}.txt"),
+        prior=prior_inputs("stage2"),
         mesh=asset("mesh/coarse.obj"),
         init=asset("stage1/ckpt.pt"),
     output:
@@ -24,6 +25,7 @@ rule stage2:
     resources:
         mem_mb=resources_of("stage2", "mem_mb"),
         runtime=resources_of("stage2", "runtime"),
+        gpu=gpus_of("stage2"),
     shell:
         "OMP_NUM_THREADS={threads} DREAMFLOW_NO_PROGRESS=1 dreamflow stage2 --config {input.config}"
         " --prompt-file {input.prompt} --method {wildcards.method} --seed {wildcards.seed}"

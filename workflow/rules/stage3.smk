@@ -5,6 +5,7 @@ rule stage3:
     input:
         config=suite_file("config/stage3.yaml"),
         prompt=suite_file("prompts/{slug}.txt"),
+        prior=prior_inputs("stage3"),
         init=asset("stage2/ckpt.pt"),
     output:
         ckpt=asset("stage3/ckpt.pt"),
@@ -26,6 +27,7 @@ rule stage3:
     resources:
         mem_mb=resources_of("stage3", "mem_mb"),
         runtime=resources_of("stage3", "runtime"),
+        gpu=gpus_of("stage3"),
     shell:
         "OMP_NUM_THREADS={threads} DREAMFLOW_NO_PROGRESS=1 dreamflow stage3 --config {input.config}"
         " --prompt-file {input.prompt} --method {wildcards.method} --seed {wildcards.seed}"

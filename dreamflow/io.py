@@ -1,4 +1,4 @@
-"""Atomic checkpoints: write to a temporary file, fsync, rename. A reader never sees half a file."""
+"""Atomic file IO shared by every step: temp file, fsync, rename, so a reader never sees half a file."""
 
 from __future__ import annotations
 

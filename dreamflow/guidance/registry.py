@@ -1,0 +1,52 @@
+"""The registry of guidance methods (threestudio's `register` / `find`).
+
+Every place that needs the list of methods (CLI choices, config validation, the workflow's
+wildcard and schema check, benchmarks) asks `available()`. Adding a method is one module with a
+`Guidance` subclass decorated with `@register("name")`, imported in `dreamflow/guidance/__init__.py`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, TypeVar
+
+if TYPE_CHECKING:
+    from dreamflow.config import GuidanceConfig
+    from dreamflow.guidance.base import Guidance
+    from dreamflow.priors.base import DiffusionPrior
+
+_METHODS: dict[str, type] = {}
+G = TypeVar("G", bound=type)
+
+
+def register(name: str) -> Callable[[G], G]:
+    """Class decorator: make a Guidance subclass selectable as `guidance.method: name`."""
+
+    def decorate(cls: G) -> G:
+        if name in _METHODS and _METHODS[name] is not cls:
+            raise ValueError(f"guidance method {name!r} is already registered by {_METHODS[name].__qualname__}")
+        cls.name = name
+        _METHODS[name] = cls
+        return cls
+
+    return decorate
+
+
+def available() -> tuple[str, ...]:
+    """Names of all registered guidance methods, in registration order."""
+    import dreamflow.guidance  # noqa: F401 - registers the built-in methods
+
+    return tuple(_METHODS)
+
+
+def find(name: str) -> type:
+    """The Guidance class registered as `name`; an unknown name is an error listing the choices."""
+    methods = available()
+    if name not in methods:
+        raise ValueError(f"unknown guidance method {name!r}; choose one of {list(methods)} "
+                         "(a new method is a Guidance subclass decorated with @register in dreamflow/guidance/)")
+    return _METHODS[name]
+
+
+def make_guidance(prior: "DiffusionPrior", config: "GuidanceConfig", iterations: int, seed: int = 0) -> "Guidance":
+    """The guidance object for `config.method`."""
+    return find(config.method)(prior, config, iterations, seed)
