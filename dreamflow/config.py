@@ -44,6 +44,12 @@ class PriorConfig:
     negative_prompt: str = ""
     view_dependent_prompting: bool = True
     embedding_cache_dir: str | None = None  # default: ~/.cache/dreamflow/text_embeddings
+    # Renders are resized (bilinear, differentiable) to this size before VAE encoding; None: as rendered.
+    # SD 2.1-base was trained at 512 px: threestudio resizes 64-256 px renders to 512 (64x64 latents).
+    encode_resolution: int | None = None
+    # Recompute the VAE encoder's activations in backward instead of storing them (diffusers' gradient
+    # checkpointing): bounds the memory of encoding 1024-px renders with gradients (stage 3).
+    vae_gradient_checkpointing: bool = False
 
 
 @dataclass

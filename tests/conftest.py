@@ -7,7 +7,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DREAMFLOW_NO_PROGRESS", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread per pytest-xdist worker (the default run uses two), else up to two.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
 
 TOY_PRIOR = ROOT / "models" / "toy-sd21"
 TOY_REFINER = ROOT / "models" / "toy-sdxl-refiner"

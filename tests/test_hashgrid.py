@@ -108,3 +108,15 @@ def test_fast_backward_matches_autograd_for_table_and_points():
     assert fast_table.abs().sum() > 0 and fast_points.abs().sum() > 0
     assert torch.allclose(fast_table, encoding.params.grad, atol=1e-5)
     assert torch.allclose(fast_points, x.grad, atol=1e-4)
+
+
+def test_nerf_normals_point_out_of_the_initial_density_blob():
+    """The fresh field is the radial density blob, whose outward normal is the radial direction."""
+    from dreamflow.config import NeRFConfig
+    from dreamflow.geometry.nerf import NeRFField
+
+    torch.manual_seed(0)
+    field = NeRFField(NeRFConfig())
+    points = torch.nn.functional.normalize(torch.randn(200, 3), dim=-1) * torch.rand(200, 1).clamp(0.1, 0.45)
+    cosine = (field.normals(points) * torch.nn.functional.normalize(points, dim=-1)).sum(-1)
+    assert cosine.min() > 0.98

@@ -55,8 +55,8 @@ def load_clip(model_name: str, pretrained: str, device: str | torch.device = "cp
     if pretrained and Path(pretrained).suffix and not Path(pretrained).exists():
         raise FileNotFoundError(f"CLIP checkpoint '{pretrained}' does not exist; run `dreamflow train-toy-clip` "
                                 "or set evaluate.clip_pretrained")
-    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained or None,
-                                                                 device=device)
+    weights = None if pretrained in ("", "none") else pretrained  # "none": random weights (rehearsals)
+    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=weights, device=device)
     return model.eval(), preprocess, open_clip.get_tokenizer(model_name)
 
 

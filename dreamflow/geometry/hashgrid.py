@@ -19,7 +19,6 @@ from dreamflow.config import HashGridConfig
 
 PRIMES = (1, 2654435761, 805459861)
 PRIMES_INT32 = tuple(p - 2**32 if p >= 2**31 else p for p in PRIMES)  # same low 32 bits
-_CORNERS = torch.tensor([[(i >> d) & 1 for d in range(3)] for i in range(8)], dtype=torch.long)
 
 
 def tcnn_available() -> bool:
@@ -70,7 +69,7 @@ class HashGridEncoding(nn.Module):
         self.n_output_dims = config.n_levels * config.n_features_per_level
         self.backend = self._choose_backend(config.backend)
         self._tcnn = None
-        self._layout_cache: dict[torch.device, dict[str, torch.Tensor]] = {}
+        self._layout_cache: dict[torch.device, dict] = {}
 
     @staticmethod
     def _choose_backend(requested: str) -> str:
@@ -80,8 +79,8 @@ class HashGridEncoding(nn.Module):
             return "tcnn"
         if requested == "tcnn" or torch.cuda.is_available():
             warnings.warn("tinycudann is not importable; using the pure-PyTorch hash grid (about 7x slower "
-                          "on GPU). Install it with: pip install "
-                          "git+https://github.com/NVlabs/tiny-cuda-nn/#subdirectory=bindings/torch", stacklevel=3)
+                          "on GPU). Install it with: bash scripts/install_gpu_extensions.sh (see environment.yml)",
+                          stacklevel=3)
         return "torch"
 
     def _tcnn_module(self):
@@ -111,35 +110,44 @@ class HashGridEncoding(nn.Module):
 
         Per axis only the two neighbouring grid lines are computed ([N, L, 2]); the 8 corners are
         their outer combination (corner c has bit d set when it takes the upper line along axis d).
+        Dense levels (the coarse ones, whose grid fits the table) come first, then hashed levels.
         """
         layout = self._layout(x.device)
         position = x[:, None, :] * layout["scales"][:, None] + 0.5  # [N, L, 3]
         floor = position.floor()
         fraction = position - floor
-        lines = floor.int()[..., None] + layout["step"]  # [N, L, 3, 2]
         w = torch.stack([1 - fraction, fraction], dim=-1)  # [N, L, 3, 2]
         weights = (w[:, :, 2, :, None, None] * w[:, :, 1, None, :, None] * w[:, :, 0, None, None, :]).flatten(2)
-        lx, ly, lz = lines.unbind(2)
-        res = layout["resolutions"][:, None]
-        dense = (lz * (res * res))[..., :, None, None] + (ly * res)[..., None, :, None] + lx[..., None, None, :]
-        # int32 products wrap modulo 2^32 exactly like tinycudann's uint32 hash; the sizes of hashed
-        # levels are powers of two, so remainder() of the wrapped value equals the uint32 one.
-        hashed = ((lz * PRIMES_INT32[2])[..., :, None, None] ^ (ly * PRIMES_INT32[1])[..., None, :, None]
-                  ^ (lx * PRIMES_INT32[0])[..., None, None, :])
-        index = torch.where(layout["dense"][:, None, None, None], dense, hashed).flatten(2)  # [N, L, 8]
-        index = torch.remainder(index, layout["sizes"][:, None]) + layout["offsets"][:, None]
+        lines = floor.int()[..., None] + layout["step"]  # [N, L, 3, 2]
+        dense_levels = layout["dense_levels"]
+        index = []
+        if dense_levels:
+            lx, ly, lz = lines[:, :dense_levels].unbind(2)
+            res = layout["resolutions"][:dense_levels, None]
+            dense = (lz * (res * res))[..., :, None, None] + (ly * res)[..., None, :, None] + lx[..., None, None, :]
+            index.append(torch.remainder(dense.flatten(2), layout["sizes"][:dense_levels, None]))
+        if dense_levels < len(self.sizes):
+            lx, ly, lz = lines[:, dense_levels:].unbind(2)
+            # int32 products wrap modulo 2^32 exactly like tinycudann's uint32 hash, and hashed levels'
+            # sizes are powers of two, so masking the low bits gives tinycudann's `% size`.
+            hashed = ((lz * PRIMES_INT32[2])[..., :, None, None] ^ (ly * PRIMES_INT32[1])[..., None, :, None]
+                      ^ (lx * PRIMES_INT32[0])[..., None, None, :])
+            index.append(hashed.flatten(2) & layout["masks"][dense_levels:, None])
+        index = torch.cat(index, dim=1) + layout["offsets"][:, None]  # [N, L, 8]
         table = self.params.view(-1, self.config.n_features_per_level)
         return _TableLookup.apply(table, index, weights).reshape(x.shape[0], self.n_output_dims)
 
-    def _layout(self, device: torch.device) -> dict[str, torch.Tensor]:
+    def _layout(self, device: torch.device) -> dict:
         cached = self._layout_cache.get(device)
         if cached is None:
+            dense = [r ** 3 <= s for r, s in zip(self.resolutions, self.sizes)]
+            if dense != sorted(dense, reverse=True):
+                raise ValueError(f"hash grid levels {self.resolutions}: dense levels must precede hashed ones")
+            as_int = lambda values: torch.tensor(values, dtype=torch.int32, device=device)  # noqa: E731
             cached = {"scales": torch.tensor(self.scales, dtype=torch.float32, device=device),
-                      "resolutions": torch.tensor(self.resolutions, dtype=torch.int32, device=device),
-                      "sizes": torch.tensor(self.sizes, dtype=torch.int32, device=device),
-                      "offsets": torch.tensor(self.offsets, dtype=torch.int32, device=device),
-                      "dense": torch.tensor([r ** 3 <= s for r, s in zip(self.resolutions, self.sizes)], device=device),
-                      "step": torch.tensor([0, 1], dtype=torch.int32, device=device)}
+                      "resolutions": as_int(self.resolutions), "sizes": as_int(self.sizes),
+                      "masks": as_int([s - 1 for s in self.sizes]), "offsets": as_int(self.offsets),
+                      "dense_levels": sum(dense), "step": as_int([0, 1])}
             self._layout_cache[device] = cached
         return cached
 
@@ -153,7 +161,7 @@ class _TableLookup(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, table: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        flat = index.reshape(-1).long()
+        flat = index.reshape(-1)  # int32: index_select and bincount take it, at half the int64 cost
         values = table.index_select(0, flat).view(*index.shape, table.shape[1])  # [N, L, 8, F]
         ctx.save_for_backward(flat, weights, values if weights.requires_grad else None)
         ctx.table_shape = table.shape

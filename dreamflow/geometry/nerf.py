@@ -27,6 +27,8 @@ def mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
 class NeRFField(nn.Module):
     """Points in the sphere of `radius` -> (density, albedo); normals from the density gradient."""
 
+    _tetrahedron = torch.tensor([[1.0, -1.0, -1.0], [-1.0, -1.0, 1.0], [-1.0, 1.0, -1.0], [1.0, 1.0, 1.0]])
+
     def __init__(self, config: NeRFConfig):
         super().__init__()
         self.config = config
@@ -69,11 +71,16 @@ class NeRFField(nn.Module):
         return self.density(points, features), self.albedo(points, features)
 
     def normals(self, points: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
-        """Unit normals -grad(density)/|grad| by central finite differences (threestudio default)."""
-        offsets = torch.eye(3, device=points.device) * eps
-        shifted = torch.cat([points[:, None] + offsets, points[:, None] - offsets], dim=1)  # [N, 6, 3]
-        density = self.density(shifted.reshape(-1, 3)).view(-1, 6)
-        gradient = (density[:, :3] - density[:, 3:]) / (2 * eps)
+        """Unit normals -grad(density)/|grad| by tetrahedral finite differences.
+
+        Four evaluations at x + eps*k for the tetrahedron's corners k (Quilez's trick) instead of six
+        central differences: sum_k k f(x + eps k) = 4 eps grad f + O(eps^3), the same order of accuracy
+        as central differences at two thirds of the cost (normals are most of a shaded step).
+        """
+        corners = self._tetrahedron.to(points.device)
+        shifted = points[:, None] + eps * corners  # [N, 4, 3]
+        density = self.density(shifted.reshape(-1, 3)).view(-1, 4)
+        gradient = (density[..., None] * corners).sum(1)
         return -F.normalize(gradient, dim=-1)
 
     def background(self, directions: torch.Tensor) -> torch.Tensor:

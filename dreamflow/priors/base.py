@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dreamflow.config import LoRAConfig, PriorConfig
@@ -52,6 +53,13 @@ class DiffusionPrior(nn.Module):
             self.unet.to(dtype)
         # The VAE stays in fp32: SDXL's VAE overflows in fp16 (threestudio #296).
         self.vae = pipe.vae.to(device).eval().requires_grad_(False)
+        if config.vae_gradient_checkpointing:
+            self.vae.enable_gradient_checkpointing()  # diffusers: active when grad is enabled, in any mode
+        # encode_prompt runs the pipeline's text encoders on `device`: they must live there too.
+        for name in ("text_encoder", "text_encoder_2"):
+            encoder = getattr(pipe, name, None)
+            if encoder is not None:
+                encoder.to(device, dtype).eval().requires_grad_(False)
         self.pipe = pipe
         scheduler = pipe.scheduler
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
@@ -67,6 +75,9 @@ class DiffusionPrior(nn.Module):
     # -- images and latents ------------------------------------------------------------------
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Images [B,3,H,W] in [0,1] -> scaled latents (differentiable, posterior mean)."""
+        size = self.config.encode_resolution
+        if size is not None and images.shape[-2:] != (size, size):
+            images = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False)
         latents = self.vae.encode(images.float() * 2 - 1).latent_dist.mean
         return latents * self.vae_scale
 
@@ -145,7 +156,8 @@ class DiffusionPrior(nn.Module):
         if enabled:
             if self.camera_embedding is not None:
                 self.unet.class_embedding = self.camera_embedding
-                kwargs["class_labels"] = camera.to(self.device_, self.dtype)
+                # fp32 in, fp32 module: the UNet casts the class embedding to its own dtype.
+                kwargs["class_labels"] = camera.to(self.device_, torch.float32)
         self._switch_lora(enabled)
         try:
             yield kwargs
@@ -214,7 +226,9 @@ class DiffusionPrior(nn.Module):
             from diffusers.models.embeddings import TimestepEmbedding
 
             time_embed_dim = self.unet.time_embedding.linear_2.out_features
-            self.camera_embedding = TimestepEmbedding(16, time_embed_dim).to(self.device_, self.dtype)
+            # Kept in fp32 on an fp16 UNet (threestudio does the same): AdamW's eps (1e-8) is 0 in fp16,
+            # so an fp16 module's first update divides 0 by 0 and every later source step is NaN.
+            self.camera_embedding = TimestepEmbedding(16, time_embed_dim).to(self.device_, torch.float32)
             nn.init.zeros_(self.camera_embedding.linear_2.weight)  # starts as the pretrained model
             nn.init.zeros_(self.camera_embedding.linear_2.bias)
             params += list(self.camera_embedding.parameters())

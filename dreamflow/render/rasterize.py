@@ -211,6 +211,8 @@ class NvdiffrastRasterizer:
         self.context = dr.RasterizeCudaContext()
 
     def __call__(self, vertices, faces, attributes, cameras, resolution, shade: Callable, background) -> RasterOutput:
+        if not vertices.is_cuda:  # nvdiffrast takes CUDA tensors only (e.g. evaluation on the CPU)
+            return TorchRasterizer()(vertices, faces, attributes, cameras, resolution, shade, background)
         dr = self.dr
         clip = to_clip(vertices, cameras).contiguous()
         tri = faces.int().contiguous()
@@ -233,5 +235,5 @@ def make_rasterizer(backend: str = "auto"):
         return NvdiffrastRasterizer()
     if backend == "nvdiffrast" or torch.cuda.is_available():
         warnings.warn("nvdiffrast is not importable; using the pure-PyTorch rasteriser. Install it with: "
-                      "pip install git+https://github.com/NVlabs/nvdiffrast", stacklevel=2)
+                      "bash scripts/install_gpu_extensions.sh (see environment.yml)", stacklevel=2)
     return TorchRasterizer()

@@ -104,7 +104,7 @@ class VolumeRenderer(nn.Module):
         hit_sphere = (b * b - c) > 0
         n = self.config.samples_per_ray
         jitter = torch.rand(rays_o.shape[0], n, generator=generator) if generator is not None else torch.full((rays_o.shape[0], n), 0.5)
-        u = (torch.arange(n, dtype=torch.float32)[None] + jitter.to(rays_o.device)) / n
+        u = (torch.arange(n, dtype=torch.float32, device=rays_o.device)[None] + jitter.to(rays_o.device)) / n
         t = near[:, None] + (far - near)[:, None] * u  # [R, n]
         delta = ((far - near) / n)[:, None].expand_as(t)
         points = rays_o[:, None] + t[..., None] * rays_d[:, None]
