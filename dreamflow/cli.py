@@ -219,6 +219,18 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def cmd_benchmark_2d(args) -> int:
+    from dreamflow.benchmarks.race2d import Race2DConfig, race_2d, write_race_2d_report
+
+    race = Race2DConfig(methods=tuple(args.methods), prompts=tuple(args.prompts), seeds=tuple(args.seeds),
+                        tuning_prompts=tuple(args.tuning_prompts), tuning_seeds=tuple(args.tuning_seeds),
+                        learning_rates=tuple(args.learning_rates), optimizer=args.optimizer, views=args.views,
+                        iterations=args.iterations, eval_every=args.eval_every)
+    command = "dreamflow benchmark-2d " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "dreamflow benchmark-2d"
+    print(write_race_2d_report(race_2d(args.config, race), race, Path(args.out), command))
+    return 0
+
+
 def cmd_prompts(args) -> int:
     from dreamflow.prompts import prompt_table
 
@@ -302,6 +314,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--throughput-only", action="store_true", help="measure throughput only and print the table")
     p.add_argument("--shard", help="i/n: run only every n-th race entry (parallel workers), no report")
     p.set_defaults(func=cmd_benchmark)
+    p = sub.add_parser("benchmark-2d", help="2D race: guidance on latent images, step sizes tuned per method "
+                                            "on held-out seeds -> docs/race2d.md")
+    from dreamflow.benchmarks.race2d import Race2DConfig
+
+    defaults = Race2DConfig()
+    p.add_argument("--config", default="config/toy.yaml")
+    p.add_argument("--methods", nargs="+", default=list(available()), choices=available())
+    p.add_argument("--prompts", nargs="+", default=list(defaults.prompts))
+    p.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
+    p.add_argument("--tuning-prompts", nargs="+", default=list(defaults.tuning_prompts))
+    p.add_argument("--tuning-seeds", nargs="+", type=int, default=list(defaults.tuning_seeds))
+    p.add_argument("--learning-rates", nargs="+", type=float, default=list(defaults.learning_rates))
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default=defaults.optimizer)
+    p.add_argument("--views", type=int, default=defaults.views)
+    p.add_argument("--iterations", type=int, default=defaults.iterations)
+    p.add_argument("--eval-every", type=int, default=defaults.eval_every)
+    p.add_argument("--out", default="docs/race2d.md")
+    p.set_defaults(func=cmd_benchmark_2d)
     p = sub.add_parser("prompts", help="validate a prompt file and list slug<TAB>prompt")
     p.add_argument("file")
     p.set_defaults(func=cmd_prompts)

@@ -78,8 +78,20 @@ class GuidanceConfig:
     num_timesteps: int = 50  # N
     steps_per_timestep: int | None = None  # K; default: iterations / N
     step_scale: float = 1.0  # lambda
+    # dsigma: lambda (sigma(t_i) - sigma(t_{i+1})), the probability-flow step (DESIGN.md 2); constant: its
+    # mean over the schedule, (sigma(t_max) - sigma(t_min)) / N, the same path length without the decay
+    apfo_weighting: str = "dsigma"
+    # Noise level of the source model's fine-tuning step. current: the schedule's t_i with fresh noise,
+    # as the paper's method figure draws it; uniform: t ~ U(0, 1), as VSD trains its LoRA.
+    source_timesteps: str = "current"
     # SDS / VSD
     weighting: str = "one_minus_alphabar"  # one_minus_alphabar | uniform | sds_dreamfusion
+    # ProlificDreamer's two-stage random-t schedule (threestudio max_step_percent [5000, 0.98, 0.5, 5001]
+    # of 25k steps): after `anneal_fraction` of a stage's iterations, t_max drops to `anneal_t_max`
+    # (never raised). null: the method's default (VSD: on; SDS: off).
+    anneal_t: bool | None = None
+    anneal_fraction: float = 0.2
+    anneal_t_max: float = 0.5
     grad_clip: float | None = None
     lora: LoRAConfig = field(default_factory=LoRAConfig)
 
@@ -133,6 +145,7 @@ class StageConfig:
     resolution: int = 32
     iterations: int = 300
     batch_size: int = 1
+    optimizer: str = "adam"  # adam | sgd (plain SGD: the step is the guidance's own scale times the rate)
     learning_rate: float = 1e-2  # encodings (hash grids)
     mlp_learning_rate: float = 1e-3
     geometry_learning_rate: float = 1e-3  # mesh vertex offsets (stages 2-3)
@@ -268,6 +281,8 @@ def from_dict(cls: type, data: dict, path: str = "") -> Any:
 CHOICES = {
     "guidance.schedule": ("linear", "sigma", "ddim"),
     "guidance.weighting": ("one_minus_alphabar", "uniform", "sds_dreamfusion"),
+    "guidance.apfo_weighting": ("dsigma", "constant"),
+    "guidance.source_timesteps": ("current", "uniform"),
     "nerf.encoding.backend": ("auto", "tcnn", "torch"),
     "nerf.background": ("solid", "mlp"),
     "rasterizer": ("auto", "nvdiffrast", "torch"),
@@ -295,10 +310,12 @@ def validate(config: RunConfig) -> RunConfig:
             raise ConfigError(f"config key '{key}' is {value!r}; choose one of {list(allowed)}")
     for stage in stage_names():
         guidance = config.guidance_for(stage)
-        if not 0.0 < guidance.t_min < guidance.t_max <= 1.0:
-            raise ConfigError(f"'{stage}' timestep range must satisfy 0 < t_min < t_max <= 1, "
+        if not 0.0 <= guidance.t_min < guidance.t_max <= 1.0:  # t_min 0: the scheduler's smallest timestep
+            raise ConfigError(f"'{stage}' timestep range must satisfy 0 <= t_min < t_max <= 1, "
                               f"got t_min={guidance.t_min}, t_max={guidance.t_max}")
         stage_config: StageConfig = getattr(config, stage)
+        if stage_config.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"'{stage}.optimizer' is {stage_config.optimizer!r}; choose one of ['adam', 'sgd']")
         if stage_config.iterations < 1 or stage_config.resolution < 8:
             raise ConfigError(f"'{stage}.iterations' must be >= 1 and '{stage}.resolution' >= 8, got "
                               f"{stage_config.iterations} and {stage_config.resolution}")

@@ -27,3 +27,10 @@ def toy_prior():
     from dreamflow.priors import load_prior
 
     return load_prior(PriorConfig(pretrained=str(TOY_PRIOR)), "cpu")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest modules first, so that under pytest-xdist (`--dist loadfile`) they overlap with the
+    rest instead of running alone at the end: the SLURM test mostly waits on the scheduler."""
+    first = ("test_slurm.py", "test_workflow.py")
+    items.sort(key=lambda item: next((i for i, name in enumerate(first) if item.fspath.basename == name), len(first)))

@@ -43,7 +43,7 @@ def test_apfo_update_matches_hand_computed_target(monkeypatch):
     prior = StubPrior()
     config = GuidanceConfig(method="apfo", t_max=0.98, t_min=0.2, num_timesteps=4, guidance_scale=3.0, step_scale=0.7)
     guidance = make_guidance(prior, config, iterations=8, seed=5)
-    monkeypatch.setattr(guidance, "train_source_model", lambda *a: 0.0)
+    monkeypatch.setattr(guidance, "train_source_model", lambda *a: {})
     latents = torch.randn(2, 4, 8, 8, requires_grad=True)
     text = TextEmbeddings(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4))
     step = 5  # K = 8 / 4 = 2 steps per timestep -> block 2: t from 0.59 to 0.395
@@ -80,7 +80,7 @@ def test_sds_and_vsd_gradients(method, monkeypatch):
     prior = StubPrior()
     config = GuidanceConfig(method=method, t_max=0.98, t_min=0.02, guidance_scale=2.0)
     guidance = make_guidance(prior, config, iterations=10, seed=3)
-    monkeypatch.setattr(guidance, "train_source_model", lambda *a: 0.0)
+    monkeypatch.setattr(guidance, "train_source_model", lambda *a: {})
     generator = torch.Generator().manual_seed(3 + 1)
     t = 0.02 + 0.96 * torch.rand(1, generator=generator)
     index = (t * 999).round().long()
@@ -92,3 +92,47 @@ def test_sds_and_vsd_gradients(method, monkeypatch):
     expected = (1 - ALPHAS_CUMPROD[index]) * (eps_pre - residual)
     guidance(latents, TextEmbeddings(torch.zeros(1, 3, 4), torch.zeros(1, 3, 4)), torch.zeros(1, 16), 0).loss.backward()
     assert torch.allclose(latents.grad, expected, atol=1e-5)
+
+
+class RecordingPrior(StubPrior):
+    """Records the timestep of every source-model (LoRA) call made with gradients: the fine-tuning steps."""
+
+    def predict_eps(self, x_t, index, text, uncond=False, use_lora=False, camera=None):
+        if use_lora and torch.is_grad_enabled():
+            self.calls.append(float(index.float().mean()) / 999)
+        return 0.25 * x_t * (1 + self.lora)
+
+
+def run_guidance(method: str, steps: int, **overrides) -> tuple[list[dict], list[float]]:
+    prior = RecordingPrior()
+    guidance = make_guidance(prior, GuidanceConfig(method=method, t_max=0.98, t_min=0.2, num_timesteps=5,
+                                                   **overrides), iterations=steps, seed=0)
+    text = TextEmbeddings(torch.zeros(1, 3, 4), torch.zeros(1, 3, 4))
+    infos = [guidance(torch.randn(1, 4, 8, 8, requires_grad=True), text, torch.zeros(1, 16), step).info
+             for step in range(steps)]
+    return infos, prior.calls
+
+
+def test_apfo_fine_tunes_its_source_model_at_the_current_schedule_timestep():
+    infos, source_t = run_guidance("apfo", 20)
+    assert source_t == pytest.approx([round(info["t"] * 999) / 999 for info in infos], abs=1e-6)
+    assert source_t == sorted(source_t, reverse=True) and len(set(source_t)) == 5  # t_1 > ... > t_N, K each
+    uniform, _ = run_guidance("apfo", 20, source_timesteps="uniform")
+    assert len({round(info["source_t"], 3) for info in uniform}) > 10  # t ~ U(0, 1): no schedule
+
+
+def test_vsd_fine_tunes_at_uniform_t_and_anneals_its_range_after_a_fifth_of_the_stage():
+    infos, source_t = run_guidance("vsd", 50)
+    assert min(source_t) < 0.2 and max(source_t) > 0.8  # U(0, 1), not the guidance's own t
+    assert max(info["t"] for info in infos[:10]) > 0.5  # U(0.2, 0.98) for the first 20 % of steps
+    assert max(info["t"] for info in infos[10:]) <= 0.5  # then U(0.2, 0.5)
+    sds, _ = run_guidance("sds", 50)
+    assert max(info["t"] for info in sds[10:]) > 0.5  # SDS keeps one range (its recipe)
+
+
+def test_apfo_constant_weighting_keeps_the_path_length():
+    dsigma, _ = run_guidance("apfo", 5)
+    constant, _ = run_guidance("apfo", 5, apfo_weighting="constant")
+    assert sum(info["weight"] for info in dsigma) == pytest.approx(sum(info["weight"] for info in constant), rel=1e-4)
+    assert len({round(info["weight"], 6) for info in constant}) == 1
+    assert dsigma[0]["weight"] > 5 * dsigma[-1]["weight"]  # d sigma decays along the schedule

@@ -83,6 +83,13 @@ def test_slurm_gpu_requests_follow_the_run_config(tmp_path, configfile, stage_gp
     assert requests["extract_mesh"] == requests["evaluate"] == {0}, requests
 
 
+def test_paper_rehearsal_plans_one_asset_with_no_gpu(tmp_path):
+    result, output = snakemake(make_workdir(tmp_path), "-n", "--configfile", "config/paper.yaml",
+                               "config/paper-rehearsal.yaml")
+    assert result.returncode == 0, output[-3000:]
+    assert planned_jobs(output)["stage1"] == 1 and gpu_requests(output)["stage1"] == {0}
+
+
 def test_lint_is_clean(tmp_path):
     result, output = snakemake(make_workdir(tmp_path), "--lint")
     assert result.returncode == 0, output[-3000:]

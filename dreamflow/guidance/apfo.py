@@ -16,7 +16,11 @@ The weight sigma(t_i) - sigma(t_{i+1}) is a DDIM step of the probability-flow OD
 sigma-parametrisation (x/a moves by d sigma * eps), i.e. the "time-derivative of the noise scale"
 weighting reviewers describe; the paper's Eq. 12-13 were not available to us (DESIGN.md §2).
 eps_src is the pretrained UNet with a LoRA adapter and camera conditioning, trained alongside on
-the renders with the diffusion loss, as in VSD. Defaults: lambda = 1, CFG 7.5 (VSD's value),
+the renders with the diffusion loss at the current t_i with fresh noise (the paper's method figure:
+min_phi ||D_src(x + n'; sigma(t_i)) - x||^2), not at t ~ U(0, 1) as VSD does
+(`guidance.source_timesteps: current | uniform`). `guidance.apfo_weighting: constant` replaces the
+decaying d sigma by its mean over the schedule (same path length), to separate the schedule's
+weighting from its t path. Defaults: lambda = 1, CFG 7.5 (VSD's value),
 LoRA rank 4, lr 1e-3 (toy) / 1e-4 (paper.yaml, ProlificDreamer); N and K from config.
 """
 
@@ -38,6 +42,8 @@ class APFOGuidance(Guidance):
         super().__init__(*args, **kwargs)
         c = self.config
         self.grid = apfo_timesteps(c.t_max, c.t_min, c.num_timesteps, c.schedule, self.prior.alphas_cumprod)
+        ends = self.prior.noise_to_signal(self.prior.timestep_index(self.grid[[0, -1]]))
+        self.mean_d_sigma = float(ends[0] - ends[1]) / (self.grid.shape[0] - 1)  # apfo_weighting: constant
 
     def timestep_pair(self, step: int) -> tuple[float, float]:
         """(t_i, t_{i+1}) used at optimisation `step`."""
@@ -56,12 +62,16 @@ class APFOGuidance(Guidance):
             eps_pre = self.prior.predict_eps_cfg(x_t, index, text, self.guidance_scale)
             eps_src = self.prior.predict_eps(x_t, index, text, use_lora=True, camera=camera)
             d_sigma = (self.prior.noise_to_signal(index) - self.prior.noise_to_signal(index_next)).view(-1, 1, 1, 1)
-            update = self.config.step_scale * d_sigma * (eps_pre - eps_src)
-        return self.clip(update), {"t": t_now, "t_next": t_next, "d_sigma": float(d_sigma.mean())}
+            weight = d_sigma if self.config.apfo_weighting == "dsigma" else torch.full_like(d_sigma, self.mean_d_sigma)
+            update = self.config.step_scale * weight * (eps_pre - eps_src)
+        return self.clip(update), {"t": t_now, "t_next": t_next, "d_sigma": float(d_sigma.mean()),
+                                   "weight": float(weight.mean())}
 
     def __call__(self, latents: torch.Tensor, text: TextEmbeddings, camera: torch.Tensor, step: int) -> GuidanceOutput:
         update, info = self.update(latents, text, camera, step)
         loss = target_loss(latents, update)
-        info["source_loss"] = self.train_source_model(latents, text, camera)
+        # The paper's figure fine-tunes the source model at the current noise level sigma(t_i), fresh noise.
+        current = self.prior.timestep_index(info["t"]) if self.config.source_timesteps == "current" else None
+        info |= self.train_source_model(latents, text, camera, current)
         info["update_norm"] = float(update.norm() / update.shape[0])
         return GuidanceOutput(loss, info)

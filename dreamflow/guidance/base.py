@@ -54,17 +54,24 @@ class Guidance:
         return update
 
     # -- the source model (APFO eps_src, VSD eps_lora) ------------------------------------------
-    def train_source_model(self, latents: torch.Tensor, text: TextEmbeddings, camera: torch.Tensor) -> float:
-        """One diffusion-loss step of the LoRA model on the current renders (t ~ U(0, 1))."""
+    def train_source_model(self, latents: torch.Tensor, text: TextEmbeddings, camera: torch.Tensor,
+                           index: torch.Tensor | None = None) -> dict[str, float]:
+        """Diffusion-loss steps of the LoRA model on the current renders, with fresh noise.
+
+        At the given timesteps `index` (APFO: the schedule's current t_i), else at t ~ U(0, 1) (VSD).
+        Returns the last step's loss and the mean t it trained at.
+        """
         assert self.lora_optimizer is not None
         lora = self.config.lora
-        loss_value = 0.0
+        info: dict[str, float] = {}
         for _ in range(lora.steps_per_iteration):
             x0 = latents.detach()
-            index = torch.randint(0, self.prior.num_train_timesteps, (x0.shape[0],), generator=self.generator)
-            index = index.to(self.prior.device_)
+            t_index = index
+            if t_index is None:
+                t_index = torch.randint(0, self.prior.num_train_timesteps, (x0.shape[0],), generator=self.generator)
+            t_index = t_index.to(self.prior.device_).expand(x0.shape[0])
             noise = self.randn(x0.shape)
-            x_t = self.prior.add_noise(x0, noise, index)
+            x_t = self.prior.add_noise(x0, noise, t_index)
             # Text dropout on the LoRA model as ProlificDreamer: the unconditional branch stays usable.
             drop = torch.rand(x0.shape[0], generator=self.generator) < lora.text_dropout
             cond = text.cond.clone()
@@ -72,13 +79,14 @@ class Guidance:
             dropped = TextEmbeddings(cond, text.uncond, text.pooled_cond, text.pooled_uncond)
             with torch.enable_grad():
                 # predict_eps converts v-prediction to epsilon, so the target is the noise for both.
-                eps = self.prior.predict_eps(x_t, index, dropped, use_lora=True, camera=camera)
+                eps = self.prior.predict_eps(x_t, t_index, dropped, use_lora=True, camera=camera)
                 loss = F.mse_loss(eps, noise)
             self.lora_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.lora_optimizer.step()
-            loss_value = loss.item()
-        return loss_value
+            info = {"source_loss": loss.item(),
+                    "source_t": float(t_index.float().mean() / (self.prior.num_train_timesteps - 1))}
+        return info
 
     def state_dict(self) -> dict:
         state: dict = {"generator": self.generator.get_state()}

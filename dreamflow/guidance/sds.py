@@ -29,9 +29,18 @@ def weighting(name: str, alphabar: torch.Tensor) -> torch.Tensor:
 @register("sds")
 class SDSGuidance(Guidance):
     default_guidance_scale = 100.0  # DreamFusion
+    default_anneal_t = False  # DreamFusion / Magic3D: one range for the whole stage
 
-    def sample_index(self, batch: int) -> torch.Tensor:
-        t = random_timesteps(batch, self.config.t_min, self.config.t_max, self.generator)
+    def t_max_at(self, step: int) -> float:
+        """The upper end of the random-t range at `step` (ProlificDreamer's two-stage anneal, when on)."""
+        c = self.config
+        anneal = self.default_anneal_t if c.anneal_t is None else c.anneal_t
+        if anneal and step >= c.anneal_fraction * self.iterations:
+            return max(min(c.t_max, c.anneal_t_max), c.t_min)
+        return c.t_max
+
+    def sample_index(self, batch: int, step: int) -> torch.Tensor:
+        t = random_timesteps(batch, self.config.t_min, self.t_max_at(step), self.generator)
         return self.prior.timestep_index(t)
 
     def residual(self, x_t: torch.Tensor, noise: torch.Tensor, index: torch.Tensor, text: TextEmbeddings,
@@ -40,7 +49,7 @@ class SDSGuidance(Guidance):
         return noise
 
     def __call__(self, latents: torch.Tensor, text: TextEmbeddings, camera: torch.Tensor, step: int) -> GuidanceOutput:
-        index = self.sample_index(latents.shape[0])
+        index = self.sample_index(latents.shape[0], step)
         with torch.no_grad():
             noise = self.randn(latents.shape)
             x_t = self.prior.add_noise(latents.detach(), noise, index)
@@ -51,5 +60,5 @@ class SDSGuidance(Guidance):
                 "update_norm": float(update.norm() / update.shape[0])}
         loss = target_loss(latents, update)
         if self.uses_source_model:
-            info["source_loss"] = self.train_source_model(latents, text, camera)
+            info |= self.train_source_model(latents, text, camera)  # t ~ U(0, 1), as ProlificDreamer
         return GuidanceOutput(loss, info)

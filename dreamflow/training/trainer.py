@@ -97,7 +97,11 @@ class StageTrainer:
         self.logger = logger
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
-        self.optimizer = torch.optim.Adam(model.param_groups(self.stage_config), betas=(0.9, 0.99), eps=1e-15)
+        groups = model.param_groups(self.stage_config)
+        if self.stage_config.optimizer == "sgd":  # the update's own scale reaches the parameters
+            self.optimizer = torch.optim.SGD(groups, lr=self.stage_config.learning_rate)
+        else:  # Adam normalises the update's scale away (a constant step_scale cancels exactly)
+            self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
         # Periodic checkpoints go to resume/ckpt.pt, which is not a Snakemake output: Snakemake deletes
         # a failed job's outputs, and the resume state must survive exactly that. The declared output
         # ckpt.pt is written once, at the end.
