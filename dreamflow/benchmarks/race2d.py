@@ -39,7 +39,7 @@ class Race2DConfig:
     seeds: tuple[int, ...] = (0, 1, 2)  # the race
     tuning_prompts: tuple[str, ...] = ("a green cylinder", "a red torus")  # held out from the race
     tuning_seeds: tuple[int, ...] = (100,)
-    learning_rates: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # the same grid for all
+    learning_rates: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)  # one grid for all
     optimizer: str = "sgd"
     views: int = 2
     iterations: int = 150
