@@ -225,7 +225,7 @@ def cmd_benchmark_2d(args) -> int:
     race = Race2DConfig(methods=tuple(args.methods), prompts=tuple(args.prompts), seeds=tuple(args.seeds),
                         tuning_prompts=tuple(args.tuning_prompts), tuning_seeds=tuple(args.tuning_seeds),
                         learning_rates=tuple(args.learning_rates), optimizer=args.optimizer, views=args.views,
-                        iterations=args.iterations, eval_every=args.eval_every)
+                        iterations=args.iterations, eval_every=args.eval_every, workers=args.workers)
     command = "dreamflow benchmark-2d " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "dreamflow benchmark-2d"
     print(write_race_2d_report(race_2d(args.config, race), race, Path(args.out), command))
     return 0
@@ -330,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", type=int, default=defaults.views)
     p.add_argument("--iterations", type=int, default=defaults.iterations)
     p.add_argument("--eval-every", type=int, default=defaults.eval_every)
+    p.add_argument("--workers", type=int, default=defaults.workers, help="runs side by side (one thread each)")
     p.add_argument("--out", default="docs/race2d.md")
     p.set_defaults(func=cmd_benchmark_2d)
     p = sub.add_parser("prompts", help="validate a prompt file and list slug<TAB>prompt")
