@@ -80,7 +80,7 @@ class QualityProbe:
     def __call__(self, model) -> dict[str, float]:
         was_training = model.training
         model.eval()
-        output = model.render_views(self.cameras.to(_device_of(model)), self.resolution)
+        output = model.render_views(self.cameras.to(model.device), self.resolution)
         metrics = image_metrics(self.scene, self.cameras, output.opacity, output.albedo, self.resolution)
         surface = model.to_trimesh()
         if surface is not None:
@@ -94,10 +94,6 @@ class QualityProbe:
         from dreamflow.evaluate.metrics import clip_similarities_with
 
         return float(100 * clip_similarities_with(self.clip, images, [self.scene.prompt]).mean())
-
-
-def _device_of(model: torch.nn.Module) -> torch.device:
-    return next(iter(model.buffers()), next(model.parameters())).device
 
 
 def stage_blocks(stage: str) -> tuple[str, ...]:

@@ -14,14 +14,10 @@ from dreamflow.geometry.mesh import TexturedMesh
 from dreamflow.render.cameras import orbit_cameras
 
 
-def _device_of(model: StageModel) -> torch.device:
-    return next(iter(model.buffers()), next(model.parameters())).device
-
-
 @torch.no_grad()
 def export_previews(model: StageModel, config: RunConfig, stage: StageConfig, out_dir: Path) -> dict[str, Path]:
     """preview.png (albedo, `stage.preview_views` orbit views) and turntable.gif (diffuse shading)."""
-    device = _device_of(model)
+    device = model.device
     preview = model.render_views(orbit_cameras(config.camera, stage.preview_views).to(device), stage.resolution)
     turntable = model.render_views(orbit_cameras(config.camera, stage.turntable_views).to(device), stage.resolution,
                                    shading="diffuse")
@@ -37,7 +33,7 @@ def export_mesh(model: TexturedMesh, config: RunConfig, stage: StageConfig, out_
     `final` (the last stage) adds mesh.obj + .mtl + texture and `export.views` PNG views.
     """
     mesh = model.to_trimesh()
-    device = _device_of(model)
+    device = model.device
     textured = bake_texture(mesh.vertices, mesh.faces, lambda p: model.colour(p.to(device)).cpu(),
                             config.export.texture_size)
     files = {"mesh": write_glb(textured, out_dir / "mesh.glb"), **export_previews(model, config, stage, out_dir)}

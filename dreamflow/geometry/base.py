@@ -34,6 +34,11 @@ class StageModel(nn.Module):
         outputs = [self.render(cameras[i:i + 1], resolution, shading) for i in range(len(cameras))]
         return RenderOutput(*(torch.cat([getattr(o, k) for o in outputs]) for k in ("rgb", "opacity", "depth", "albedo")))
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model lives (its first buffer's or parameter's device)."""
+        return next(iter(self.buffers()), next(self.parameters())).device
+
     def to_trimesh(self):
         """The surface as a trimesh.Trimesh, where the model has an explicit one (else None)."""
         return None
