@@ -283,6 +283,7 @@ CHOICES = {
     "guidance.weighting": ("one_minus_alphabar", "uniform", "sds_dreamfusion"),
     "guidance.apfo_weighting": ("dsigma", "constant"),
     "guidance.source_timesteps": ("current", "uniform"),
+    "{stage}.optimizer": ("adam", "sgd"),  # for every stage block
     "nerf.encoding.backend": ("auto", "tcnn", "torch"),
     "nerf.background": ("solid", "mlp"),
     "rasterizer": ("auto", "nvdiffrast", "torch"),
@@ -302,7 +303,9 @@ def validate(config: RunConfig) -> RunConfig:
     if config.guidance.method not in available():
         raise ConfigError(f"config key 'guidance.method' is {config.guidance.method!r}; "
                           f"choose one of {list(available())}")
-    for key, allowed in CHOICES.items():
+    keys = [(key.format(stage=stage), allowed) for key, allowed in CHOICES.items()
+            for stage in (stage_names() if "{stage}" in key else [None])]
+    for key, allowed in keys:
         value: Any = config
         for part in key.split("."):
             value = getattr(value, part)
@@ -314,8 +317,6 @@ def validate(config: RunConfig) -> RunConfig:
             raise ConfigError(f"'{stage}' timestep range must satisfy 0 <= t_min < t_max <= 1, "
                               f"got t_min={guidance.t_min}, t_max={guidance.t_max}")
         stage_config: StageConfig = getattr(config, stage)
-        if stage_config.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"'{stage}.optimizer' is {stage_config.optimizer!r}; choose one of ['adam', 'sgd']")
         if stage_config.iterations < 1 or stage_config.resolution < 8:
             raise ConfigError(f"'{stage}.iterations' must be >= 1 and '{stage}.resolution' >= 8, got "
                               f"{stage_config.iterations} and {stage_config.resolution}")

@@ -106,7 +106,8 @@ def stage_blocks(stage: str) -> tuple[str, ...]:
 
 
 def _settings_key(config: RunConfig, stage: str, race: RaceConfig) -> str:
-    blocks = {key: value for key, value in to_dict(config).items() if key in stage_blocks(stage)}
+    wanted = stage_blocks(stage)
+    blocks = {key: value for key, value in to_dict(config).items() if key in wanted}
     blob = json.dumps([blocks, stage, race.eval_every, race.eval_views, race.clip_pretrained], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -169,7 +169,7 @@ class DiffusionPrior(nn.Module):
         """Turn the adapter on or off in the LoRA layers found once at `add_lora`.
 
         diffusers' `enable_adapters`/`disable_adapters` walk every module of the UNet and reset
-        requires_grad on each call (~20 % of a toy guidance step, measured); the flag they end up
+        requires_grad on each call (measured: 0.04 s of a 0.37 s toy stage-1 step); the flag they end up
         setting is the one peft's LoRA layers read in `forward`, and the LoRA weights must stay
         trainable anyway.
         """
