@@ -149,7 +149,8 @@ def cmd_train_toy_prior(args) -> int:
     torch.set_num_threads(args.threads or torch.get_num_threads())
     config = ToyPriorTrainingConfig(output_dir=args.output_dir, seed=args.seed)
     if args.quick:
-        config.views_per_scene, config.vae_steps, config.unet_steps = 8, 20, 20
+        config.views_plain, config.views_pattern, config.views_composition = 2, 1, 1
+        config.vae_steps, config.unet_steps = 20, 20
         config.refiner_vae_steps, config.refiner_unet_steps = 10, 10
     which = tuple(args.which)
     print(json.dumps({k: str(v) for k, v in train_toy_priors(config, which).items()}))
@@ -161,7 +162,8 @@ def cmd_train_toy_clip(args) -> int:
 
     config = ToyCLIPTrainingConfig(output_dir=args.output_dir, seed=args.seed)
     if args.quick:
-        config.views_per_scene, config.steps = 8, 20
+        config.views_plain, config.views_pattern, config.views_composition, config.steps = 2, 1, 1, 20
+        config.dataset_cache = str(Path(args.output_dir) / ".cache")
     print(train_toy_clip(config))
     return 0
 
@@ -196,13 +198,23 @@ def cmd_benchmark(args) -> int:
                         stages=tuple(args.stages), mesh_seeds=tuple(args.mesh_seeds) if args.mesh_seeds else None,
                         eval_every=args.eval_every, overrides=_overrides(args.set),
                         variants=_variants(args.variant), iou_threshold=args.iou_threshold,
-                        colour_threshold=args.colour_threshold)
+                        colour_threshold=args.colour_threshold, workers=args.workers,
+                        tuning_factors=tuple(args.tune_factors or ()),
+                        tuning_prompts=tuple(args.tuning_prompts or RaceConfig.tuning_prompts),
+                        tuning_seeds=tuple(args.tuning_seeds or RaceConfig.tuning_seeds))
     shard = tuple(int(x) for x in args.shard.split("/")) if args.shard else (0, 1)
     if args.throughput_only:
         from dreamflow.benchmarks.throughput import measure_throughput
 
         print(measure_throughput(args.config, overrides=_overrides(args.set)).round(3).to_markdown(index=False))
         return 0
+    tuning = None
+    if config.tuning_factors:
+        from dreamflow.benchmarks.convergence import tune
+
+        tuning, best = tune(args.config, config, args.work_dir)
+        config.variants = {**best, **config.variants}
+        print(tuning.round(3).to_markdown())
     curves = race(args.config, config, args.work_dir, shard)
     if args.shard:
         print(f"shard {args.shard} done; run again without --shard to write the report")
@@ -215,7 +227,7 @@ def cmd_benchmark(args) -> int:
     command = "dreamflow benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "dreamflow benchmark"
     notes_path = Path(args.out).with_name("benchmark_notes.md")  # hand-written analysis, appended if present
     notes = notes_path.read_text() if notes_path.exists() else ""
-    print(write_report(curves, config, Path(args.out), command, throughput, notes))
+    print(write_report(curves, config, Path(args.out), command, throughput, notes, tuning))
     return 0
 
 
@@ -313,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--throughput", action="store_true", help="also measure per-stage iterations/s and memory")
     p.add_argument("--throughput-only", action="store_true", help="measure throughput only and print the table")
     p.add_argument("--shard", help="i/n: run only every n-th race entry (parallel workers), no report")
+    p.add_argument("--workers", type=int, default=1, help="processes running entries side by side (1 thread each)")
+    p.add_argument("--tune-factors", nargs="+", type=float,
+                   help="fair tuning: learning-rate factors every method tries on held-out prompts/seeds first")
+    p.add_argument("--tuning-prompts", nargs="+", help="held-out prompts for --tune-factors")
+    p.add_argument("--tuning-seeds", nargs="+", type=int, help="held-out seeds for --tune-factors")
     p.set_defaults(func=cmd_benchmark)
     p = sub.add_parser("benchmark-2d", help="2D race: guidance on latent images, step sizes tuned per method "
                                             "on held-out seeds -> docs/race2d.md")

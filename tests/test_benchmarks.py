@@ -46,6 +46,46 @@ def test_ratios_are_paired_by_prompt_and_seed_and_the_verdict_says_by_how_much()
     assert "vs VSD: 0.33" in text and "missed by 1.7x" in text  # 0.33 > 1/5
 
 
+def test_threshold_counts_from_where_a_run_stays_not_its_first_crossing():
+    from dreamflow.benchmarks.report import matched_quality_table
+
+    race_config = RaceConfig(iou_threshold=0.8, colour_threshold=0.3)
+    curves = pd.concat([
+        curve("apfo", "a red cube", 0, [0.5, 0.9, 0.6, 0.9, 0.9], [0.5, 0.2, 0.2, 0.2, 0.2]),  # dips at 20
+        curve("vsd", "a red cube", 0, [0.5, 0.6, 0.7, 0.8, 0.9], [0.5, 0.5, 0.4, 0.3, 0.2]),
+        curve("sds", "a red cube", 0, [0.5, 0.9, 0.9, 0.9, 0.7], [0.5, 0.2, 0.2, 0.2, 0.2]),  # falls off
+    ]).assign(detail_error=0.0)
+    runs = runs_table(curves, race_config).set_index("method")
+    assert runs.loc["apfo", "first_crossing_step"] == 10 and runs.loc["apfo", "steps_to_threshold"] == 30
+    assert runs.loc["sds", "first_crossing_step"] == 10 and math.isnan(runs.loc["sds", "steps_to_threshold"])
+    matched = matched_quality_table(curves).set_index("method")
+    # VSD's final score: (1 - 0.9) + 0.2 = 0.3; the bar is 10 % above it, 0.33.
+    assert matched.loc["vsd", "bar"] == pytest.approx(0.33)
+    assert matched.loc["vsd", "steps_to_stay"] == 40 and matched.loc["apfo", "steps_to_stay"] == 30
+    assert matched.loc["apfo", "ratio"] == pytest.approx(30 / 40)
+    assert math.isnan(matched.loc["sds", "steps_to_stay"])
+
+
+def test_fair_tuning_gives_every_method_the_same_grid_on_held_out_prompts(tmp_path):
+    from dreamflow.benchmarks.convergence import tune
+
+    race_config = RaceConfig(methods=("apfo", "sds"), prompts=("a red cube",), seeds=(0,), stages=("stage1",),
+                             eval_every=2, eval_views=2, overrides=TINY, clip_pretrained=None,
+                             tuning_factors=(0.5, 2.0), tuning_prompts=("a blue sphere with red dots",),
+                             tuning_seeds=(7,))
+    grid, best = tune(ROOT / "config" / "toy.yaml", race_config, tmp_path / "work")
+    assert list(grid.index) == ["apfo", "sds"] and list(grid.columns) == [0.5, 2.0]
+    assert grid.notna().all().all()
+    for method, overrides in best.items():
+        factor = grid.loc[method].idxmin()
+        assert overrides["guidance.method"] == method
+        assert overrides["stage1.learning_rate"] == pytest.approx(1e-2 * factor)  # config/toy.yaml: 1e-2
+    from dreamflow.prompts import slugify
+
+    assert sorted(p.parent.name for p in (tmp_path / "work" / "tuning").rglob("seed7")) == [
+        slugify("a blue sphere with red dots")] * 4  # only the held-out prompt and seed
+
+
 def test_tiny_race_through_two_stages_writes_the_report_and_reuses_finished_runs(tmp_path):
     race_config = RaceConfig(methods=("apfo", "sds"), prompts=("a red cube",), seeds=(0,), stages=("stage1", "stage2"),
                              eval_every=2, eval_views=2, overrides=TINY,

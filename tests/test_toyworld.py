@@ -7,6 +7,7 @@ from dreamflow.render.cameras import (
     view_direction_suffix,
 )
 from dreamflow.toyworld import (
+    COLOURS,
     SHAPES,
     ToyScene,
     all_scenes,
@@ -61,3 +62,87 @@ def test_toy_tokenizer_keeps_toy_words_whole(tmp_path):
     for word in TOY_WORDS:
         assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
     assert len(tokenizer("a purple cylinder, overhead view").input_ids) == 2 + 6
+
+
+def test_v2_world_has_patterns_and_compositions_with_exact_ground_truth():
+    from dreamflow.toyworld import composition_scenes, pattern_scenes, plain_scenes
+
+    assert len(plain_scenes()) == 30 and len(pattern_scenes()) == 450 and len(composition_scenes()) == 210
+    assert all_scenes() == plain_scenes() + pattern_scenes() + composition_scenes()
+    for scene in all_scenes():
+        assert parse_toy_prompt(scene.prompt) == scene, scene.prompt
+        assert parse_toy_prompt(f"{scene.prompt}, side view") == scene
+    # every scene fits the radius-0.65 ball (cube corners reach 0.62; the NeRF bound is radius 1)
+    directions = torch.nn.functional.normalize(torch.randn(2000, 3, generator=torch.Generator().manual_seed(0)), dim=-1)
+    for scene in [*plain_scenes()[::6], *composition_scenes()[::30]]:
+        assert (scene.sdf(0.65 * directions) > 0).all(), scene.prompt
+
+
+def test_patterns_alternate_at_the_documented_period_and_vanish_at_32_px():
+    from dreamflow.toyworld.scenes import PATTERN_PERIOD
+
+    scene = parse_toy_prompt("a red cylinder with blue stripes")
+    z = torch.linspace(-0.3, 0.3, 601)
+    points = torch.stack([torch.full_like(z, 0.35), torch.zeros_like(z), z], dim=-1)  # down the side
+    albedo = scene.albedo(points)
+    is_blue = (albedo - torch.tensor(COLOURS["blue"])).norm(dim=-1) < 1e-6
+    changes = (is_blue[1:] != is_blue[:-1]).sum().item()
+    assert abs(changes - 2 * 0.6 / PATTERN_PERIOD) <= 1  # two colour changes per period
+    cameras = orbit_cameras(CameraConfig(), 2)
+    for prompt in ["a red cube with blue checks", "a yellow sphere with purple dots"]:
+        fine = render_scene(parse_toy_prompt(prompt), cameras, 128)["albedo"]
+        coarse = render_scene(parse_toy_prompt(prompt), cameras, 32)["albedo"]
+        coarse = torch.nn.functional.interpolate(coarse.permute(0, 3, 1, 2), size=128, mode="bilinear").permute(0, 2, 3, 1)
+        mask = render_scene(parse_toy_prompt(prompt), cameras, 128)["mask"][..., 0] > 0.99
+        both = sum((fine[mask] - torch.tensor(COLOURS[c])).norm(dim=-1).lt(0.05).float().mean() > 0.15
+                   for c in prompt.split()[1::3])
+        assert both == 2, prompt  # both colours cover a good part of the 128-px render
+        assert (fine - coarse)[mask].norm(dim=-1).mean() > 0.15, prompt  # and 32 px loses the pattern
+
+
+def test_stacked_scene_puts_each_colour_on_its_object():
+    scene = parse_toy_prompt("a red cube on a blue sphere")
+    assert scene.below == ToyScene("sphere", "blue") and torch.allclose(scene.rgb, torch.tensor(COLOURS["red"]))
+    out = render_scene(scene, orbit_cameras(CameraConfig(), 1, elevation=0.0), 64)
+    mask = out["mask"][0, ..., 0] > 0.99
+    rows = mask.any(1).nonzero()[:, 0]
+    top, bottom = out["albedo"][0, rows.min() + 2], out["albedo"][0, rows.max() - 2]
+    red, blue = torch.tensor(COLOURS["red"]), torch.tensor(COLOURS["blue"])
+    assert (top[mask[rows.min() + 2]] - red).norm(dim=-1).max() < 0.05
+    assert (bottom[mask[rows.max() - 2]] - blue).norm(dim=-1).max() < 0.05
+
+
+def test_prior_training_resumes_bit_for_bit(tmp_path, monkeypatch):
+    """Interrupted after a checkpoint, the same command continues to the very same weights."""
+    from dreamflow.toyworld import train_prior
+
+    monkeypatch.setattr(train_prior, "world_views", lambda *views: [(ToyScene("cube", "red"), 3),
+                                                                    (parse_toy_prompt("a blue sphere with red dots"), 3)])
+
+    def config(folder):
+        return train_prior.ToyPriorTrainingConfig(
+            output_dir=str(folder), vae_steps=4, unet_steps=4, refiner_vae_steps=2, refiner_unet_steps=2,
+            batch_size=2, vae_batch_size=2, checkpoint_every=2, base_resolutions=(16, 32), refiner_resolution=64)
+
+    straight = train_prior.train_toy_priors(config(tmp_path / "straight"), ("base",))["base"]
+    saves = {"count": 0}
+    original = train_prior._Resumable.maybe_save
+
+    def interrupt_after_first_unet_checkpoint(self, step, total):
+        original(self, step, total)
+        if self.path.name.startswith("base-unet-") and self.path.exists():
+            raise KeyboardInterrupt
+    monkeypatch.setattr(train_prior._Resumable, "maybe_save", interrupt_after_first_unet_checkpoint)
+    try:
+        train_prior.train_toy_priors(config(tmp_path / "resumed"), ("base",))
+    except KeyboardInterrupt:
+        saves["count"] += 1
+    monkeypatch.setattr(train_prior._Resumable, "maybe_save", original)
+    resumed = train_prior.train_toy_priors(config(tmp_path / "resumed"), ("base",))["base"]
+    assert saves["count"] == 1
+    from safetensors.torch import load_file
+
+    for part in ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
+                 "text_encoder/model.safetensors"):
+        a, b = load_file(straight / part), load_file(resumed / part)
+        assert all(torch.equal(a[k], b[k]) for k in a), part

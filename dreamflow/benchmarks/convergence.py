@@ -47,6 +47,14 @@ class RaceConfig:
     colour_threshold: float = 0.3
     clip_model: str | None = "dreamflow-toy-clip"
     clip_pretrained: str | None = "models/toy-clip/open_clip_model.safetensors"
+    workers: int = 1  # processes running entries side by side (one torch thread each)
+    # Fair tuning: every method gets the same grid of learning-rate factors for `tuning_stage`
+    # (its encoding and MLP rates scaled together) on held-out prompts and seeds; the race then
+    # runs each method at its best factor. An empty grid races every method at the config's rates.
+    tuning_factors: tuple[float, ...] = ()
+    tuning_prompts: tuple[str, ...] = ("a green torus", "an orange cylinder with purple stripes")
+    tuning_seeds: tuple[int, ...] = (100,)
+    tuning_stage: str = "stage1"
 
     def labels(self) -> list[str]:
         return list(self.methods) + [v for v in self.variants if v not in self.methods]
@@ -158,23 +166,81 @@ def run_entry(entry: RaceEntry, config_path: str | Path, race: RaceConfig, work_
     return pd.concat(curves, ignore_index=True)
 
 
+def _check_prompts(prompts) -> None:
+    for prompt in prompts:
+        if parse_toy_prompt(prompt) is None:
+            raise ValueError(f"race prompt {prompt!r} is not a toy-world prompt (grammar: README 'Toy world'): "
+                             "the race needs the known scene to score against")
+
+
+def _entry_in_worker(job: tuple) -> pd.DataFrame:
+    entry, config_path, race_config, work_dir = job
+    torch.set_num_threads(1)
+    return run_entry(entry, config_path, race_config, work_dir)
+
+
+def run_entries(entries: list[RaceEntry], config_path: str | Path, race_config: RaceConfig, work_dir: Path,
+                desc: str) -> list[pd.DataFrame]:
+    """Curves of each entry, in order, on `race_config.workers` processes."""
+    jobs = [(entry, str(config_path), race_config, work_dir) for entry in entries]
+    if race_config.workers <= 1:
+        curves = []
+        for number, job in enumerate(jobs, start=1):
+            print(f"[{desc}] {number}/{len(jobs)}: {job[0].label} {job[0].prompt!r} seed {job[0].seed}", flush=True)
+            curves.append(run_entry(*job))
+        return curves
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
+    with ProcessPoolExecutor(race_config.workers) as pool:
+        return list(tqdm(pool.map(_entry_in_worker, jobs), total=len(jobs), desc=desc))
+
+
+def final_score(curve: pd.DataFrame) -> float:
+    """What tuning minimises: (1 - IoU) + colour error + detail error at the run's last evaluation."""
+    last = curve.sort_values("step").iloc[-1]
+    return float((1 - last["iou"]) + last["colour_error"] + last.get("detail_error", 0.0))
+
+
+def tune(config_path: str | Path, race_config: RaceConfig, work_dir: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Every method x learning-rate factor on the held-out prompts and seeds (tuning stage only).
+
+    Returns the grid (mean final score per method and factor, lower is better) and each method's
+    best overrides, which the race then uses as that method's variant.
+    """
+    _check_prompts(race_config.tuning_prompts)
+    stage = race_config.tuning_stage
+    base = getattr(load_config(config_path, race_config.overrides), stage)
+    variants, labels = {}, []
+    for method in race_config.methods:
+        for factor in race_config.tuning_factors:
+            label = f"{method}@lr*{factor:g}"
+            variants[label] = {"guidance.method": method, f"{stage}.learning_rate": base.learning_rate * factor,
+                               f"{stage}.mlp_learning_rate": base.mlp_learning_rate * factor}
+            labels.append((label, method, factor))
+    tuning = RaceConfig(**{**race_config.__dict__, "methods": (), "variants": variants, "stages": (stage,),
+                           "prompts": race_config.tuning_prompts, "seeds": race_config.tuning_seeds})
+    entries = [RaceEntry(label, p, s) for label, _, _ in labels for p in tuning.prompts for s in tuning.seeds]
+    curves = run_entries(entries, config_path, tuning, Path(work_dir) / "tuning", "3D tuning")
+    rows = [{"method": method, "factor": factor, "prompt": entry.prompt, "seed": entry.seed,
+             "score": final_score(curve)}
+            for entry, curve in zip(entries, curves) for label, method, factor in labels if label == entry.label]
+    table = pd.DataFrame(rows)
+    grid = table.groupby(["method", "factor"])["score"].mean().unstack()
+    best = {method: variants[f"{method}@lr*{grid.loc[method].idxmin():g}"] for method in race_config.methods}
+    return grid, best
+
+
 def race(config_path: str | Path, race_config: RaceConfig, work_dir: str | Path,
          shard: tuple[int, int] = (0, 1)) -> pd.DataFrame:
     """Run (or reuse) every entry of shard i/n; returns the curves of all entries run here."""
-    for prompt in race_config.prompts:
-        if parse_toy_prompt(prompt) is None:
-            raise ValueError(f"race prompt {prompt!r} is not a toy-world prompt ('a <colour> <shape>'): "
-                             "the race needs the known scene to score against")
+    _check_prompts(race_config.prompts)
     work_dir = Path(work_dir)
     entries = [RaceEntry(label, prompt, seed) for label in race_config.labels()
                for prompt in race_config.prompts for seed in race_config.seeds]
     index, count = shard
-    mine = entries[index::count]
-    curves = []
-    for number, entry in enumerate(mine, start=1):
-        print(f"[race {index}/{count}] {number}/{len(mine)}: {entry.label} {entry.prompt!r} seed {entry.seed}",
-              flush=True)
-        curves.append(run_entry(entry, config_path, race_config, work_dir))
+    curves = run_entries(entries[index::count], config_path, race_config, work_dir, f"race {index}/{count}")
     columns = ["method", "prompt", "seed", "stage", "step", "seconds"]
     frame = pd.concat(curves, ignore_index=True)
     return frame[columns + [c for c in frame.columns if c not in columns]]

@@ -23,20 +23,34 @@ def reached(frame: pd.DataFrame, race: RaceConfig) -> pd.Series:
     return (frame["iou"] >= race.iou_threshold) & (frame["colour_error"] <= race.colour_threshold)
 
 
+def stays_from(curve: pd.DataFrame, race: RaceConfig) -> pd.Series | None:
+    """The first evaluation from which every later one meets the threshold (None if the last does not)."""
+    ok = reached(curve, race).to_numpy()
+    if not len(ok) or not ok[-1]:
+        return None
+    first = len(ok) - 1
+    while first > 0 and ok[first - 1]:
+        first -= 1
+    return curve.iloc[first]
+
+
 def runs_table(curves: pd.DataFrame, race: RaceConfig) -> pd.DataFrame:
-    """One row per (stage, method, prompt, seed): first step/seconds at threshold and final quality."""
+    """One row per (stage, method, prompt, seed): the step/seconds from which the run *stays* at the
+    threshold (`*_to_threshold`), its first crossing, and final quality."""
     rows = []
     for key, curve in curves.groupby(RUN_KEYS, sort=True):
         curve = curve.sort_values("step")
         hit = curve[reached(curve, race)]
+        stays = stays_from(curve, race)
         last = curve.iloc[-1]
         row = dict(zip(RUN_KEYS, key))
-        row |= {"steps_to_threshold": hit["step"].iloc[0] if len(hit) else float("nan"),
-                "seconds_to_threshold": hit["seconds"].iloc[0] if len(hit) else float("nan"),
+        row |= {"steps_to_threshold": stays["step"] if stays is not None else float("nan"),
+                "seconds_to_threshold": stays["seconds"] if stays is not None else float("nan"),
+                "first_crossing_step": hit["step"].iloc[0] if len(hit) else float("nan"),
                 "final_iou": last["iou"], "final_colour_error": last["colour_error"],
                 "iterations": int(last["step"]), "seconds_total": last["seconds"],
                 "seconds_per_iteration": last["seconds"] / max(int(last["step"]), 1)}
-        for column in ("chamfer_relative", "clip_score"):
+        for column in ("detail_error", "chamfer_relative", "clip_score"):
             if column in curve and pd.notna(last.get(column)):
                 row[f"final_{column}"] = last[column]
         rows.append(row)
@@ -86,6 +100,42 @@ def ratio_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _scores(curve: pd.DataFrame) -> pd.Series:
+    detail = curve["detail_error"].fillna(0) if "detail_error" in curve else 0.0
+    return (1 - curve["iou"]) + curve["colour_error"] + detail
+
+
+def _stays_at_or_below(steps: pd.Series, scores: pd.Series, bar: float) -> float:
+    """First step from which every later score is <= bar (NaN if the last one is not)."""
+    ok = (scores <= bar).to_numpy()
+    if not len(ok) or not ok[-1]:
+        return float("nan")
+    first = len(ok) - 1
+    while first > 0 and ok[first - 1]:
+        first -= 1
+    return float(steps.iloc[first])
+
+
+def matched_quality_table(curves: pd.DataFrame, baseline: str = "vsd", tolerance: float = 0.1) -> pd.DataFrame:
+    """Iterations each method needs to *stay* within `tolerance` of the baseline's final score
+    (score = (1 - IoU) + colour error + detail error, lower is better), paired per (stage, prompt,
+    seed), and the ratio to the baseline's own iterations to stay there."""
+    rows = []
+    for (stage, prompt, seed), frame in curves.groupby(["stage", "prompt", "seed"]):
+        by_method = {m: f.sort_values("step") for m, f in frame.groupby("method")}
+        if baseline not in by_method:
+            continue
+        reference = by_method[baseline]
+        bar = float(_scores(reference).iloc[-1]) * (1 + tolerance)
+        own = _stays_at_or_below(reference["step"], _scores(reference), bar)
+        for method, curve in by_method.items():
+            steps = _stays_at_or_below(curve["step"], _scores(curve), bar)
+            rows.append({"stage": stage, "prompt": prompt, "seed": seed, "method": method, "bar": bar,
+                         "final_score": float(_scores(curve).iloc[-1]), "steps_to_stay": steps,
+                         f"{baseline}_steps_to_stay": own, "ratio": steps / own if own else float("nan")})
+    return pd.DataFrame(rows)
+
+
 def verdict(ratios: pd.DataFrame, method: str = "apfo", stage: str = "stage1") -> str:
     """Met or missed, and by how much, for the issue's target."""
     lines = []
@@ -108,7 +158,7 @@ def verdict(ratios: pd.DataFrame, method: str = "apfo", stage: str = "stage1") -
 def plot_stage(curves: pd.DataFrame, stage: str, path: Path) -> Path:
     """Mean (band: +- std over prompts and seeds) IoU and colour error against iterations and seconds."""
     frame = curves[curves["stage"] == stage]
-    candidates = ("iou", "colour_error", "chamfer_relative", "clip_score")
+    candidates = ("iou", "colour_error", "detail_error", "chamfer_relative", "clip_score")
     metrics = [m for m in candidates if m in frame and frame[m].notna().any()]
     fig, axes = plt.subplots(2, len(metrics), figsize=(4.2 * len(metrics), 7), squeeze=False)
     for method, group in frame.groupby("method"):
@@ -148,7 +198,8 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 
 def write_report(curves: pd.DataFrame, race: RaceConfig, out: Path, command: str,
-                 throughput: pd.DataFrame | None = None, notes: str = "") -> Path:
+                 throughput: pd.DataFrame | None = None, notes: str = "", tuning: pd.DataFrame | None = None,
+                 tuned: dict | None = None) -> Path:
     """Write `out` (markdown), the curves CSV and one plot per stage beside it."""
     out.parent.mkdir(parents=True, exist_ok=True)
     curves.to_csv(out.with_name("convergence_curves.csv"), index=False)
@@ -162,8 +213,14 @@ def write_report(curves: pd.DataFrame, race: RaceConfig, out: Path, command: str
              f"own stage-1 mesh). Quality on {race.eval_views} held-out views every {race.eval_every} iterations; "
              f"threshold: silhouette IoU >= {race.iou_threshold} and colour error <= {race.colour_threshold} "
              "(mean RGB distance of albedo on the true foreground). Seconds exclude evaluation.\n"]
+    if tuning is not None and not tuning.empty:
+        parts += [f"### Fair tuning ({race.tuning_stage}, held-out prompts {', '.join(race.tuning_prompts)}; "
+                  f"seeds {', '.join(map(str, race.tuning_seeds))})\n",
+                  "Every method gets the same grid of factors on its encoding and MLP learning rates; mean final "
+                  "score ((1 - IoU) + colour error + detail error, lower is better) per factor:\n",
+                  tuning.round(3).reset_index().to_markdown(index=False) + "\n"]
     if race.variants:
-        parts.append("Variants: " + "; ".join(f"`{k}` = {v}" for k, v in race.variants.items()) + "\n")
+        parts.append("Settings raced: " + "; ".join(f"`{k}` = {v}" for k, v in race.variants.items()) + "\n")
     summary = summary_table(runs)
     inherited = started_above_threshold(runs)
     to_threshold = [c for c in summary.columns if "_to_threshold_" in c]
@@ -178,6 +235,13 @@ def write_report(curves: pd.DataFrame, race: RaceConfig, out: Path, command: str
               _markdown(ratios) + "\n" if not ratios.empty else "No pairs.\n",
               "### Target: APFO <= 1/5 of VSD's and <= 1/2 of SDS's stage-1 iterations to threshold\n",
               verdict(ratios) + "\n"]
+    matched = matched_quality_table(curves)
+    if not matched.empty:
+        medians = matched.groupby(["stage", "method"])["ratio"].median().rename("median ratio").reset_index()
+        parts += ["### Iterations to stay within 10 % of VSD's final score (paired per prompt and seed)\n",
+                  "Score = (1 - IoU) + colour error + detail error. Ratio = method's iterations / VSD's own "
+                  "iterations to stay at that bar (goal for APFO: <= 1/3).\n",
+                  _markdown(medians) + "\n", _markdown(matched) + "\n"]
     for stage in race.stages:
         if (curves["stage"] == stage).any():
             plot = plot_stage(curves, stage, out.with_name(f"convergence_{stage}.png"))

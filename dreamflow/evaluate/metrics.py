@@ -68,7 +68,11 @@ class AssetFiles:
 def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str | Path, clip_model: str,
                    clip_pretrained: str, views: int, benchmarks: list[str], method: str | None = None,
                    suite_prompts: str | None = None) -> dict:
-    from dreamflow.evaluate.toy_metrics import chamfer_distance, held_out_cameras, image_metrics
+    from dreamflow.evaluate.toy_metrics import (
+        chamfer_distance,
+        held_out_cameras,
+        image_metrics,
+    )
 
     metrics: dict = {"prompt": prompt, "method": method or config.guidance.method, "seed": config.seed,
                      "asset": str(files.folder), "status": "ok"}
@@ -86,18 +90,17 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
     metrics["clip_rank"] = int((similarity > similarity[prompts.index(prompt)]).sum()) + 1
     metrics["clip_similarities"] = {p: float(s) for p, s in zip(prompts, similarity)}
     scene = parse_toy_prompt(prompt)
+    cameras = held_out_cameras(config.camera)
+    nerf = load_nerf(stage1_state, config)
+    stage2 = TexturedMesh.from_stage2(load_checkpoint(files.stage2), config).eval()
+    # Every stage is scored at the final resolution: colour error grows with resolution (more
+    # edge pixels), so scores at each stage's own resolution would not compare across stages.
+    views = {"stage1": nerf.render_views(cameras, resolution), "stage2": stage2.render_views(cameras, resolution),
+             "stage3": final.render_views(cameras, resolution)}
+    save_stage_strip(views, scene, cameras, resolution, Path(out).parent / "stages.png")
     if scene is not None:
-        cameras = held_out_cameras(config.camera)
-        nerf = load_nerf(stage1_state, config)
-        # Every stage is scored at the final resolution: colour error grows with resolution (more
-        # edge pixels), so scores at each stage's own resolution would not compare across stages.
-        out1 = nerf.render_views(cameras, resolution)
-        stage2 = TexturedMesh.from_stage2(load_checkpoint(files.stage2), config).eval()
-        per_stage = {
-            "stage1": image_metrics(scene, cameras, out1.opacity, out1.albedo, resolution),
-            "stage2": image_metrics(scene, cameras, *_mesh_views(stage2, cameras, resolution), resolution),
-            "stage3": image_metrics(scene, cameras, *_mesh_views(final, cameras, resolution), resolution),
-        }
+        per_stage = {stage: image_metrics(scene, cameras, view.opacity, view.albedo, resolution)
+                     for stage, view in views.items()}
         per_stage["stage2"] |= chamfer_distance(stage2.to_trimesh(), scene)
         per_stage["stage3"] |= chamfer_distance(final.to_trimesh(), scene)
         if files.mesh is not None:
@@ -117,6 +120,16 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
     return metrics
 
 
-def _mesh_views(model: TexturedMesh, cameras, resolution: int):
-    output = model.render_views(cameras, resolution)
-    return output.opacity, output.albedo
+def save_stage_strip(views: dict, scene, cameras, resolution: int, path: Path, rows: tuple[int, ...] = (0, 5)) -> Path:
+    """stages.png: two held-out views (rows) of the truth (toy prompts), stage 1, 2 and 3 (columns),
+    all rendered at the final resolution, so detail the first stage cannot hold is visible."""
+    import numpy as np
+
+    from dreamflow.toyworld.render import render_scene
+
+    columns = [] if scene is None else [render_scene(scene, cameras, resolution)["rgb"]]
+    columns += [view.rgb.cpu().float() for view in views.values()]
+    grid = torch.cat([torch.cat([column[row] for column in columns], dim=1) for row in rows], dim=0)
+    pixels = (grid.clamp(0, 1) * 255).round().byte().numpy()
+    atomic_write_bytes(path, lambda stream: Image.fromarray(np.ascontiguousarray(pixels)).save(stream, format="PNG"))
+    return path

@@ -18,7 +18,8 @@ from dreamflow.io import atomic_write_bytes  # noqa: E402
 from dreamflow.training.status import describe, find_failures  # noqa: E402
 
 COLUMNS = ["method", "seed", "prompt", "status", "clip_score", "clip_rank", "stage1_iou", "stage1_colour_error",
-           "stage2_iou", "stage3_iou", "stage3_colour_error", "stage3_chamfer", "stage3_chamfer_relative",
+           "stage2_iou", "stage3_iou", "stage3_colour_error", "stage1_detail_error", "stage2_detail_error",
+           "stage3_detail_error", "stage3_chamfer", "stage3_chamfer_relative",
            "seconds_stage1", "seconds_extract_mesh", "seconds_stage2", "seconds_stage3", "seconds_total"]
 
 
@@ -107,6 +108,9 @@ def _html(suite: str, table: pd.DataFrame, per_method: pd.DataFrame, paths: dict
         status = html.escape(str(row["status"]))
         picture = (f"<img src='{html.escape(source)}' width='192'>" if turntable.exists()
                    else "<div style='width:192px;height:96px;background:#fdd'>no turntable</div>")
+        strip = asset / "stages.png"  # truth | stage 1 | 2 | 3 at the final resolution
+        if strip.exists():
+            picture += f"<br><img src='{html.escape(os.path.relpath(strip, paths['html'].parent))}' height='192'>"
         cards.append(f"<figure>{picture}<figcaption>{html.escape(str(row['prompt']))}"
                      f"<br>{html.escape(str(row['method']))} seed {row['seed']} - {status}, CLIP "
                      f"{row['clip_score']:.1f}</figcaption></figure>")

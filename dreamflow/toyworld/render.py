@@ -1,4 +1,4 @@
-"""Ground-truth renderer for toy scenes: sphere tracing of the exact SDF, diffuse shading."""
+"""Ground-truth renderer for toy scenes: sphere tracing of the exact SDF, its albedo, diffuse shading."""
 
 from __future__ import annotations
 
@@ -23,11 +23,8 @@ def render_scene(scene: ToyScene, cameras: Cameras, resolution: int, supersample
         t = (t + dist).clamp(max=10.0)
     points = rays_o + t[..., None] * rays_d
     hit = scene.sdf(points).abs() < 2e-3
-    eps = 1e-3
-    offsets = torch.eye(3) * eps
-    normal = torch.stack([scene.sdf(points + o) - scene.sdf(points - o) for o in offsets], dim=-1)
-    normal = torch.nn.functional.normalize(normal, dim=-1)
-    albedo = scene.rgb.expand_as(points)
+    normal = scene.normals(points)
+    albedo = scene.albedo(points, normal)
     light = light_directions(cameras)[:, None, None, :]
     shaded = diffuse_shading(albedo, normal, light)
     mask = hit[..., None].float()

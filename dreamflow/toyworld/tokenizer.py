@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dreamflow.toyworld.scenes import COLOURS, SHAPES
+from dreamflow.toyworld.scenes import COLOURS, PATTERNS, SHAPES
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
-TOY_WORDS = ["a", "an", ",", "front", "side", "back", "overhead", "view", *COLOURS, *SHAPES]
+TOY_WORDS = ["a", "an", ",", "with", "on", "front", "side", "back", "overhead", "view", *COLOURS, *SHAPES,
+             *PATTERNS[1:]]
 
 
 def _bytes_to_unicode() -> dict[int, str]:

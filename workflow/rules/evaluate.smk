@@ -14,6 +14,7 @@ rule evaluate:
         benchmarks=[bench(step) for step in ("stage1", "extract_mesh", "stage2", "stage3")],
     output:
         metrics=asset("metrics.json"),
+        stages=asset("stages.png"),  # truth | stage 1 | 2 | 3 from two held-out views
     params:
         clip_model=config["evaluate"]["clip_model"],
         # The declared weights file when local, else an open_clip pretrained tag (e.g. `openai`).
