@@ -201,7 +201,8 @@ def cmd_benchmark(args) -> int:
                         colour_threshold=args.colour_threshold, workers=args.workers,
                         tuning_factors=tuple(args.tune_factors or ()),
                         tuning_prompts=tuple(args.tuning_prompts or RaceConfig.tuning_prompts),
-                        tuning_seeds=tuple(args.tuning_seeds or RaceConfig.tuning_seeds))
+                        tuning_seeds=tuple(args.tuning_seeds or RaceConfig.tuning_seeds),
+                        tuning_stage=args.tuning_stage)
     shard = tuple(int(x) for x in args.shard.split("/")) if args.shard else (0, 1)
     if args.throughput_only:
         from dreamflow.benchmarks.throughput import measure_throughput
@@ -330,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fair tuning: learning-rate factors every method tries on held-out prompts/seeds first")
     p.add_argument("--tuning-prompts", nargs="+", help="held-out prompts for --tune-factors")
     p.add_argument("--tuning-seeds", nargs="+", type=int, help="held-out seeds for --tune-factors")
+    p.add_argument("--tuning-stage", default="stage1", choices=list(STAGES),
+                   help="the stage whose learning rates --tune-factors scales (earlier stages run at the config's)")
     p.set_defaults(func=cmd_benchmark)
     p = sub.add_parser("benchmark-2d", help="2D race: guidance on latent images, step sizes tuned per method "
                                             "on held-out seeds -> docs/race2d.md")

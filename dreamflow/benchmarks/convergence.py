@@ -219,12 +219,15 @@ def tune(config_path: str | Path, race_config: RaceConfig, work_dir: str | Path)
             variants[label] = {"guidance.method": method, f"{stage}.learning_rate": base.learning_rate * factor,
                                f"{stage}.mlp_learning_rate": base.mlp_learning_rate * factor}
             labels.append((label, method, factor))
-    tuning = RaceConfig(**{**race_config.__dict__, "methods": (), "variants": variants, "stages": (stage,),
-                           "prompts": race_config.tuning_prompts, "seeds": race_config.tuning_seeds})
+    order = list(STAGES)
+    stages = tuple(order[:order.index(stage) + 1])  # a mesh stage needs the stages before it
+    tuning = RaceConfig(**{**race_config.__dict__, "methods": (), "variants": variants, "stages": stages,
+                           "prompts": race_config.tuning_prompts, "seeds": race_config.tuning_seeds,
+                           "mesh_seeds": None})
     entries = [RaceEntry(label, p, s) for label, _, _ in labels for p in tuning.prompts for s in tuning.seeds]
     curves = run_entries(entries, config_path, tuning, Path(work_dir) / "tuning", "3D tuning")
     rows = [{"method": method, "factor": factor, "prompt": entry.prompt, "seed": entry.seed,
-             "score": final_score(curve)}
+             "score": final_score(curve[curve["stage"] == stage])}
             for entry, curve in zip(entries, curves) for label, method, factor in labels if label == entry.label]
     table = pd.DataFrame(rows)
     grid = table.groupby(["method", "factor"])["score"].mean().unstack()

@@ -55,6 +55,8 @@ def image_metrics(scene: ToyScene, cameras: Cameras, alpha: torch.Tensor, albedo
       3 sigma so silhouette edges do not count. A flat colour scores the pattern's own
       high-pass energy (`detail_energy`); the true pattern scores 0. It needs the pattern's
       phase, not just its frequency: stripes in the wrong place score worse than none.
+    * `detail_amount`: the prediction's own mean high-pass magnitude there, blind to placement
+      (compare with `detail_energy`: how much detail a stage draws, right or wrong).
     """
     truth = render_scene(scene, cameras, resolution)
     coverage = truth["mask"]
@@ -77,9 +79,11 @@ def image_metrics(scene: ToyScene, cameras: Cameras, alpha: torch.Tensor, albedo
     if inner.any():
         detail_error = float((detail[inner] - detail_truth[inner]).norm(dim=-1).mean())
         detail_energy = float(detail_truth[inner].norm(dim=-1).mean())
+        detail_amount = float(detail[inner].norm(dim=-1).mean())
     else:
-        detail_error = detail_energy = float("nan")
-    return {"iou": iou, "colour_error": colour_error, "detail_error": detail_error, "detail_energy": detail_energy}
+        detail_error = detail_energy = detail_amount = float("nan")
+    return {"iou": iou, "colour_error": colour_error, "detail_error": detail_error, "detail_energy": detail_energy,
+            "detail_amount": detail_amount}
 
 
 @functools.lru_cache(maxsize=32)

@@ -1,0 +1,66 @@
+"""Stage 1 vs 2 vs 3 on a finished suite: detail table and comparison image for docs/.
+
+    python scripts/stage_detail_report.py [--suite-dir results/toy] [--out docs]
+
+Reads every `metrics.json` (and `stages.png`) under the suite folder, writes
+`<out>/toyworld_stages.md` (per asset: colour and detail error per stage, the stage-3 vs stage-1
+detail gain) and `<out>/toyworld_stages.png` (truth | stage 1 | 2 | 3 for each patterned asset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pandas as pd
+
+from dreamflow.toyworld.scenes import parse_toy_prompt
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--suite-dir", default="results/toy")
+    parser.add_argument("--out", default="docs")
+    args = parser.parse_args()
+    rows, strips = [], []
+    for path in sorted(Path(args.suite_dir).rglob("metrics.json")):
+        metrics = json.loads(path.read_text())
+        scene = parse_toy_prompt(metrics["prompt"])
+        if scene is None or "stage1_detail_error" not in metrics:
+            continue
+        row = {"prompt": metrics["prompt"], "method": metrics["method"], "seed": metrics["seed"]}
+        for stage in ("stage1", "stage2", "stage3"):
+            row[f"{stage} colour"] = metrics[f"{stage}_colour_error"]
+            row[f"{stage} detail"] = metrics[f"{stage}_detail_error"]
+            row[f"{stage} amount"] = metrics.get(f"{stage}_detail_amount", float("nan"))
+        row["flat-colour detail"] = metrics["stage3_detail_energy"]
+        row["stage-3 detail gain"] = 1 - metrics["stage3_detail_error"] / metrics["stage1_detail_error"]
+        rows.append(row)
+        if scene.pattern != "plain" and (path.parent / "stages.png").exists():
+            strip = iio.imread(path.parent / "stages.png")
+            strips.append(strip[: strip.shape[0] // 2])  # the first of its two views
+    table = pd.DataFrame(rows)
+    out = Path(args.out)
+    lines = ["# Toy world v2: what each stage recovers", "",
+             f"Suite `{args.suite_dir}`; every stage scored at the final (stage-3) resolution on 16 held-out views.",
+             "Colour error: mean RGB distance to the true albedo. Detail error: distance of the albedo's high-pass",
+             "(sigma = 2 px) to the truth's, lower is better; a flat colour scores the 'flat-colour detail' column.",
+             "Amount: the stage's own high-pass magnitude, blind to where it is (how much detail it draws, right or",
+             "wrong; the truth's is the flat-colour column). Gain = 1 - stage-3 detail / stage-1 detail (goal on",
+             "patterned prompts: >= 0.30, stage 2 in between).",
+             "", table.round(3).to_markdown(index=False), ""]
+    if strips:
+        image = np.concatenate(strips, axis=0)
+        iio.imwrite(out / "toyworld_stages.png", image)
+        lines += ["Truth | stage 1 | stage 2 | stage 3, one held-out view per patterned prompt:", "",
+                  "![stages](toyworld_stages.png)", ""]
+    lines.append("Regenerate: `snakemake --cores all && python scripts/stage_detail_report.py`.")
+    (out / "toyworld_stages.md").write_text("\n".join(lines) + "\n")
+    print(table.round(3).to_markdown(index=False))
+
+
+if __name__ == "__main__":
+    main()
