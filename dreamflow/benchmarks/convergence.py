@@ -197,10 +197,15 @@ def run_entries(entries: list[RaceEntry], config_path: str | Path, race_config: 
         return list(tqdm(pool.map(_entry_in_worker, jobs), total=len(jobs), desc=desc))
 
 
+def quality_score(curve: pd.DataFrame) -> pd.Series:
+    """Per evaluation: (1 - IoU) + colour error + detail error (missing detail counts 0); lower is better."""
+    detail = curve["detail_error"].fillna(0) if "detail_error" in curve else 0.0
+    return (1 - curve["iou"]) + curve["colour_error"] + detail
+
+
 def final_score(curve: pd.DataFrame) -> float:
-    """What tuning minimises: (1 - IoU) + colour error + detail error at the run's last evaluation."""
-    last = curve.sort_values("step").iloc[-1]
-    return float((1 - last["iou"]) + last["colour_error"] + last.get("detail_error", 0.0))
+    """What tuning minimises: the quality score at the run's last evaluation."""
+    return float(quality_score(curve.sort_values("step")).iloc[-1])
 
 
 def tune(config_path: str | Path, race_config: RaceConfig, work_dir: str | Path) -> tuple[pd.DataFrame, dict]:
@@ -212,23 +217,23 @@ def tune(config_path: str | Path, race_config: RaceConfig, work_dir: str | Path)
     _check_prompts(race_config.tuning_prompts)
     stage = race_config.tuning_stage
     base = getattr(load_config(config_path, race_config.overrides), stage)
-    variants, labels = {}, []
+    variants, grid_point = {}, {}
     for method in race_config.methods:
         for factor in race_config.tuning_factors:
             label = f"{method}@lr*{factor:g}"
             variants[label] = {"guidance.method": method, f"{stage}.learning_rate": base.learning_rate * factor,
                                f"{stage}.mlp_learning_rate": base.mlp_learning_rate * factor}
-            labels.append((label, method, factor))
+            grid_point[label] = (method, factor)
     order = list(STAGES)
     stages = tuple(order[:order.index(stage) + 1])  # a mesh stage needs the stages before it
     tuning = RaceConfig(**{**race_config.__dict__, "methods": (), "variants": variants, "stages": stages,
                            "prompts": race_config.tuning_prompts, "seeds": race_config.tuning_seeds,
                            "mesh_seeds": None})
-    entries = [RaceEntry(label, p, s) for label, _, _ in labels for p in tuning.prompts for s in tuning.seeds]
+    entries = [RaceEntry(label, p, s) for label in grid_point for p in tuning.prompts for s in tuning.seeds]
     curves = run_entries(entries, config_path, tuning, Path(work_dir) / "tuning", "3D tuning")
-    rows = [{"method": method, "factor": factor, "prompt": entry.prompt, "seed": entry.seed,
-             "score": final_score(curve[curve["stage"] == stage])}
-            for entry, curve in zip(entries, curves) for label, method, factor in labels if label == entry.label]
+    rows = [{"method": grid_point[entry.label][0], "factor": grid_point[entry.label][1], "prompt": entry.prompt,
+             "seed": entry.seed, "score": final_score(curve[curve["stage"] == stage])}
+            for entry, curve in zip(entries, curves)]
     table = pd.DataFrame(rows)
     grid = table.groupby(["method", "factor"])["score"].mean().unstack()
     best = {method: variants[f"{method}@lr*{grid.loc[method].idxmin():g}"] for method in race_config.methods}

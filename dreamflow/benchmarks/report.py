@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from dreamflow.benchmarks.convergence import BASELINES, RaceConfig  # noqa: E402
+from dreamflow.benchmarks.convergence import BASELINES, RaceConfig, quality_score  # noqa: E402
 
 RUN_KEYS = ["stage", "method", "prompt", "seed"]
 # The aim of issue 6: APFO's iterations to threshold over each baseline's.
@@ -23,15 +23,21 @@ def reached(frame: pd.DataFrame, race: RaceConfig) -> pd.Series:
     return (frame["iou"] >= race.iou_threshold) & (frame["colour_error"] <= race.colour_threshold)
 
 
+def first_of_last_run(ok: pd.Series) -> int | None:
+    """Position of the first True of the final unbroken run of Trues (None if the last is False)."""
+    flags = ok.to_numpy()
+    if not len(flags) or not flags[-1]:
+        return None
+    first = len(flags) - 1
+    while first > 0 and flags[first - 1]:
+        first -= 1
+    return first
+
+
 def stays_from(curve: pd.DataFrame, race: RaceConfig) -> pd.Series | None:
     """The first evaluation from which every later one meets the threshold (None if the last does not)."""
-    ok = reached(curve, race).to_numpy()
-    if not len(ok) or not ok[-1]:
-        return None
-    first = len(ok) - 1
-    while first > 0 and ok[first - 1]:
-        first -= 1
-    return curve.iloc[first]
+    first = first_of_last_run(reached(curve, race))
+    return None if first is None else curve.iloc[first]
 
 
 def runs_table(curves: pd.DataFrame, race: RaceConfig) -> pd.DataFrame:
@@ -100,20 +106,10 @@ def ratio_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _scores(curve: pd.DataFrame) -> pd.Series:
-    detail = curve["detail_error"].fillna(0) if "detail_error" in curve else 0.0
-    return (1 - curve["iou"]) + curve["colour_error"] + detail
-
-
 def _stays_at_or_below(steps: pd.Series, scores: pd.Series, bar: float) -> float:
     """First step from which every later score is <= bar (NaN if the last one is not)."""
-    ok = (scores <= bar).to_numpy()
-    if not len(ok) or not ok[-1]:
-        return float("nan")
-    first = len(ok) - 1
-    while first > 0 and ok[first - 1]:
-        first -= 1
-    return float(steps.iloc[first])
+    first = first_of_last_run(scores <= bar)
+    return float("nan") if first is None else float(steps.iloc[first])
 
 
 def matched_quality_table(curves: pd.DataFrame, baseline: str = "vsd", tolerance: float = 0.1) -> pd.DataFrame:
@@ -126,12 +122,12 @@ def matched_quality_table(curves: pd.DataFrame, baseline: str = "vsd", tolerance
         if baseline not in by_method:
             continue
         reference = by_method[baseline]
-        bar = float(_scores(reference).iloc[-1]) * (1 + tolerance)
-        own = _stays_at_or_below(reference["step"], _scores(reference), bar)
+        bar = float(quality_score(reference).iloc[-1]) * (1 + tolerance)
+        own = _stays_at_or_below(reference["step"], quality_score(reference), bar)
         for method, curve in by_method.items():
-            steps = _stays_at_or_below(curve["step"], _scores(curve), bar)
+            steps = _stays_at_or_below(curve["step"], quality_score(curve), bar)
             rows.append({"stage": stage, "prompt": prompt, "seed": seed, "method": method, "bar": bar,
-                         "final_score": float(_scores(curve).iloc[-1]), "steps_to_stay": steps,
+                         "final_score": float(quality_score(curve).iloc[-1]), "steps_to_stay": steps,
                          f"{baseline}_steps_to_stay": own, "ratio": steps / own if own else float("nan")})
     return pd.DataFrame(rows)
 

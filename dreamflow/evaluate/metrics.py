@@ -16,6 +16,7 @@ from dreamflow.geometry.nerf import load_nerf
 from dreamflow.io import atomic_write_bytes, load_checkpoint
 from dreamflow.prompts import read_prompts
 from dreamflow.render.cameras import orbit_cameras
+from dreamflow.toyworld.render import render_scene
 from dreamflow.toyworld.scenes import parse_toy_prompt
 
 
@@ -97,9 +98,10 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
     # edge pixels), so scores at each stage's own resolution would not compare across stages.
     views = {"stage1": nerf.render_views(cameras, resolution), "stage2": stage2.render_views(cameras, resolution),
              "stage3": final.render_views(cameras, resolution)}
-    save_stage_strip(views, scene, cameras, resolution, Path(out).parent / "stages.png")
+    truth = render_scene(scene, cameras, resolution) if scene is not None else None
+    save_stage_strip(views, truth, Path(out).parent / "stages.png")
     if scene is not None:
-        per_stage = {stage: image_metrics(scene, cameras, view.opacity, view.albedo, resolution)
+        per_stage = {stage: image_metrics(scene, cameras, view.opacity, view.albedo, resolution, truth)
                      for stage, view in views.items()}
         per_stage["stage2"] |= chamfer_distance(stage2.to_trimesh(), scene)
         per_stage["stage3"] |= chamfer_distance(final.to_trimesh(), scene)
@@ -120,14 +122,12 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
     return metrics
 
 
-def save_stage_strip(views: dict, scene, cameras, resolution: int, path: Path, rows: tuple[int, ...] = (0, 5)) -> Path:
+def save_stage_strip(views: dict, truth: dict | None, path: Path, rows: tuple[int, ...] = (0, 5)) -> Path:
     """stages.png: two held-out views (rows) of the truth (toy prompts), stage 1, 2 and 3 (columns),
     all rendered at the final resolution, so detail the first stage cannot hold is visible."""
     import numpy as np
 
-    from dreamflow.toyworld.render import render_scene
-
-    columns = [] if scene is None else [render_scene(scene, cameras, resolution)["rgb"]]
+    columns = [] if truth is None else [truth["rgb"]]
     columns += [view.rgb.cpu().float() for view in views.values()]
     grid = torch.cat([torch.cat([column[row] for column in columns], dim=1) for row in rows], dim=0)
     pixels = (grid.clamp(0, 1) * 255).round().byte().numpy()

@@ -45,7 +45,7 @@ def erode(mask: torch.Tensor, pixels: int) -> torch.Tensor:
 
 
 def image_metrics(scene: ToyScene, cameras: Cameras, alpha: torch.Tensor, albedo: torch.Tensor,
-                  resolution: int) -> dict[str, float]:
+                  resolution: int, truth: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """Silhouette IoU, colour error and detail error of albedo renders against the true scene.
 
     * `iou`: of silhouettes (alpha > 0.5).
@@ -57,8 +57,10 @@ def image_metrics(scene: ToyScene, cameras: Cameras, alpha: torch.Tensor, albedo
       phase, not just its frequency: stripes in the wrong place score worse than none.
     * `detail_amount`: the prediction's own mean high-pass magnitude there, blind to placement
       (compare with `detail_energy`: how much detail a stage draws, right or wrong).
+
+    `truth`: `render_scene(scene, cameras, resolution)` when the caller already has it.
     """
-    truth = render_scene(scene, cameras, resolution)
+    truth = truth if truth is not None else render_scene(scene, cameras, resolution)
     coverage = truth["mask"]
     true_mask = coverage[..., 0] > 0.5
     # Pixels on the silhouette average surface and background: divide the background out.

@@ -114,9 +114,11 @@ def judge_shape(image: torch.Tensor) -> str:
     return max(best, key=best.get)
 
 
-def pattern_features(image: torch.Tensor) -> torch.Tensor:
-    """(minor colour share, share of edges that are steps along rows, edges per pixel) of the foreground."""
-    pair, is_minor, mask = two_colour_fit(image)
+def pattern_features(image: torch.Tensor, fit: tuple | None = None) -> torch.Tensor:
+    """(minor colour share, share of edges that are steps along rows, edges per pixel) of the foreground.
+
+    `fit`: the image's `two_colour_fit` when the caller already has it."""
+    pair, is_minor, mask = fit or two_colour_fit(image)
     if not pair:
         return torch.zeros(3)
     across = (is_minor[:, 1:] != is_minor[:, :-1]) & mask[:, 1:] & mask[:, :-1]  # changes along a row
@@ -141,11 +143,11 @@ def _pattern_templates(resolution: int) -> tuple[torch.Tensor, list[str]]:
     return torch.stack(features), labels
 
 
-def judge_pattern(image: torch.Tensor, neighbours: int = 5) -> str:
+def judge_pattern(image: torch.Tensor, neighbours: int = 5, fit: tuple | None = None) -> str:
     """Majority pattern among the nearest true renders in feature space."""
     features, labels = _pattern_templates(image.shape[0])
     scale = features.std(0).clamp(min=1e-3)
-    distance = ((features - pattern_features(image)) / scale).norm(dim=-1)
+    distance = ((features - pattern_features(image, fit)) / scale).norm(dim=-1)
     nearest = [labels[i] for i in distance.argsort()[:neighbours].tolist()]
     return max(set(nearest), key=nearest.count)
 
@@ -163,11 +165,11 @@ def _at_judge_resolution(image: torch.Tensor) -> torch.Tensor:
 def judge(image: torch.Tensor, scene: ToyScene) -> Verdict:
     """Grade an image [H,W,3] in [0, 1] against the scene its prompt names."""
     image = _at_judge_resolution(image.float())
-    pair, _, _ = two_colour_fit(image)
-    seen = tuple(name for name, share in pair if share >= 0.08)
+    fit = two_colour_fit(image)
+    seen = tuple(name for name, share in fit[0] if share >= 0.08)
     if scene.below is not None:
         expected = {scene.colour, scene.below.colour}
-        colour_ok = set(seen[:2]) == expected and _stacked_in_order(image, scene.colour, scene.below.colour)
+        colour_ok = set(seen[:2]) == expected and _stacked_in_order(fit, scene.colour, scene.below.colour)
         return Verdict(seen, "", "", colour_ok, True, True)
     if scene.pattern == "plain":
         colour_ok = bool(seen) and seen[0] == scene.colour
@@ -175,13 +177,13 @@ def judge(image: torch.Tensor, scene: ToyScene) -> Verdict:
         colour_ok = seen[:2] == (scene.colour, scene.pattern_colour)
     else:  # stripes and checks are half and half
         colour_ok = set(seen[:2]) == {scene.colour, scene.pattern_colour}
-    shape, pattern = judge_shape(image), judge_pattern(image)
+    shape, pattern = judge_shape(image), judge_pattern(image, fit=fit)
     return Verdict(seen, shape, pattern, colour_ok, shape == scene.shape, pattern == scene.pattern)
 
 
-def _stacked_in_order(image: torch.Tensor, top: str, bottom: str) -> bool:
-    pair, is_minor, mask = two_colour_fit(image)
-    rows = torch.arange(image.shape[0], dtype=torch.float32)[:, None].expand(mask.shape)
+def _stacked_in_order(fit: tuple, top: str, bottom: str) -> bool:
+    pair, is_minor, mask = fit
+    rows = torch.arange(mask.shape[0], dtype=torch.float32)[:, None].expand(mask.shape)
     mean_row = {pair[0][0]: rows[mask & ~is_minor].mean(), pair[1][0]: rows[mask & is_minor].mean()}
     return bool(mean_row[top] < mean_row[bottom])
 

@@ -65,11 +65,10 @@ class ToyPriorTrainingConfig:
     camera: CameraConfig = field(default_factory=CameraConfig)
 
 
-def _seed_everything(seed: int) -> torch.Generator:
+def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 class _Resumable:
