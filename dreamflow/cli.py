@@ -225,10 +225,22 @@ def cmd_benchmark(args) -> int:
         from dreamflow.benchmarks.throughput import measure_throughput
 
         throughput = measure_throughput(args.config, overrides=_overrides(args.set))
+    sections = []
+    if args.recipe_scale:
+        from dreamflow.benchmarks.recipe import RecipeRaceConfig, recipe_race, write_recipe_section
+
+        tuned = {variant.get("guidance.method", label): {k: v for k, v in variant.items() if k != "guidance.method"}
+                 for label, variant in config.variants.items() if label in config.methods}
+        recipes = RecipeRaceConfig(prompts=tuple(args.recipe_prompts or args.prompts), seeds=tuple(args.seeds),
+                                   scale=args.recipe_scale, halvings=args.recipe_halvings, tuned=tuned,
+                                   overrides=_overrides(args.set), workers=args.workers)
+        results = recipe_race(args.config, recipes, Path(args.work_dir) / "recipes")
+        results.to_csv(Path(args.out).with_name("recipe_race.csv"), index=False)
+        sections.append(write_recipe_section(results, recipes))
     command = "dreamflow benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "dreamflow benchmark"
     notes_path = Path(args.out).with_name("benchmark_notes.md")  # hand-written analysis, appended if present
     notes = notes_path.read_text() if notes_path.exists() else ""
-    print(write_report(curves, config, Path(args.out), command, throughput, notes, tuning))
+    print(write_report(curves, config, Path(args.out), command, throughput, notes, tuning, sections=sections))
     return 0
 
 
@@ -333,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tuning-seeds", nargs="+", type=int, help="held-out seeds for --tune-factors")
     p.add_argument("--tuning-stage", default="stage1", choices=list(STAGES),
                    help="the stage whose learning rates --tune-factors scales (earlier stages run at the config's)")
+    p.add_argument("--recipe-scale", type=float,
+                   help="also run the recipe race: published budgets (ProlificDreamer 25k+15k+30k, ...) times this "
+                        "factor, DreamFlow's searched by halving; methods at their tuned settings")
+    p.add_argument("--recipe-halvings", type=int, default=3, help="most halvings of DreamFlow's budget to try")
+    p.add_argument("--recipe-prompts", nargs="+", help="prompts of the recipe race (default: --prompts)")
     p.set_defaults(func=cmd_benchmark)
     p = sub.add_parser("benchmark-2d", help="2D race: guidance on latent images, step sizes tuned per method "
                                             "on held-out seeds -> docs/race2d.md")

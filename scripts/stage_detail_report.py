@@ -35,9 +35,10 @@ def main() -> None:
         for stage in ("stage1", "stage2", "stage3"):
             row[f"{stage} colour"] = metrics[f"{stage}_colour_error"]
             row[f"{stage} detail"] = metrics[f"{stage}_detail_error"]
-            row[f"{stage} amount"] = metrics.get(f"{stage}_detail_amount", float("nan"))
+            row[f"{stage} pattern"] = metrics.get(f"{stage}_pattern_error", float("nan"))
         row["flat-colour detail"] = metrics["stage3_detail_energy"]
         row["stage-3 detail gain"] = 1 - metrics["stage3_detail_error"] / metrics["stage1_detail_error"]
+        row["stage-3 pattern gain"] = 1 - row["stage3 pattern"] / row["stage1 pattern"]
         rows.append(row)
         if scene.pattern != "plain" and (path.parent / "stages.png").exists():
             strip = iio.imread(path.parent / "stages.png")
@@ -48,9 +49,11 @@ def main() -> None:
              f"Suite `{args.suite_dir}`; every stage scored at the final (stage-3) resolution on 16 held-out views.",
              "Colour error: mean RGB distance to the true albedo. Detail error: distance of the albedo's high-pass",
              "(sigma = 2 px) to the truth's, lower is better; a flat colour scores the 'flat-colour detail' column.",
-             "Amount: the stage's own high-pass magnitude, blind to where it is (how much detail it draws, right or",
-             "wrong; the truth's is the flat-colour column). Gain = 1 - stage-3 detail / stage-1 detail (goal on",
-             "patterned prompts: >= 0.30, stage 2 in between).",
+             "It needs the pattern's phase: stripes half a period off score twice the flat colour.",
+             "Pattern error: the same high-pass images compared by amplitude spectrum, blind to phase (which the",
+             "prompt does not fix) but not to the pattern's kind, period, orientation or colours; 1 = flat colour,",
+             "0 = the true pattern. Gain = 1 - stage 3 / stage 1 (goal on patterned prompts: >= 0.30, stage 2 in",
+             "between).",
              "", table.round(3).to_markdown(index=False), ""]
     if strips:
         image = np.concatenate(strips, axis=0)

@@ -151,3 +151,24 @@ def test_2d_race_tunes_every_method_on_held_out_seeds_and_reports_paired_runs(tm
     assert "Chosen step sizes: apfo 0.01, vsd 0.01" in report and "| a red cube" in report
     curve = pd.DataFrame({"step": [0, 10, 20, 30], "distance": [0.5, 0.2, 0.4, 0.2]})
     assert stays_within(curve, 0.3) == 30 and math.isnan(stays_within(curve, 0.1))
+
+
+def test_recipe_race_scales_published_budgets_and_halves_dreamflow_until_it_misses_the_bar(tmp_path):
+    from dreamflow.benchmarks.recipe import RecipeRaceConfig, recipe_race, recipe_tables, write_recipe_section
+
+    overrides = {k: v for k, v in TINY.items() if not k.endswith(".iterations")}
+    recipes = RecipeRaceConfig(prompts=("a red cube",), seeds=(0,), scale=2e-4, halvings=1, overrides=overrides, eval_views=2,
+                               tuned={"vsd": {"stage1.learning_rate": 0.05}})
+    results = recipe_race(ROOT / "config" / "toy.yaml", recipes, tmp_path / "work")
+    iterations = results.groupby(["recipe", "budget", "stage"])["iterations"].first()
+    assert [iterations["prolificdreamer", 14, s] for s in ("stage1", "stage2", "stage3")] == [5, 3, 6]  # 25k/15k/30k
+    assert [iterations["magic3d", 3, s] for s in ("stage1", "stage2", "stage3")] == [1, 1, 1]
+    budgets = sorted(results.loc[results["recipe"] == "dreamflow", "budget"].unique())
+    assert budgets in ([14], [6, 14])  # the bar's budget, then halved (5/3/6 -> 2/1/3) only while it matched
+    assert [iterations["dreamflow", 14, s] for s in ("stage1", "stage2", "stage3")] == [5, 3, 6]
+    assert results["score"].notna().all() and (results["seconds"] > 0).all()
+    tables = recipe_tables(results, recipes.tolerance)
+    bar = tables["recipes"].set_index(["recipe", "budget"]).loc[("prolificdreamer", 14)]
+    assert bar["matches_bar"] and bar["time_vs_prolificdreamer"] == pytest.approx(1.0)
+    text = write_recipe_section(results, recipes)
+    assert "Recipe race" in text and "**Verdict.**" in text and "'stage1.learning_rate': 0.05" in text

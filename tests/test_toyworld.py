@@ -146,3 +146,23 @@ def test_prior_training_resumes_bit_for_bit(tmp_path, monkeypatch):
                  "text_encoder/model.safetensors"):
         a, b = load_file(straight / part), load_file(resumed / part)
         assert all(torch.equal(a[k], b[k]) for k in a), part
+
+
+def test_pattern_error_is_blind_to_phase_but_not_to_kind_colour_or_absence():
+    from dreamflow.evaluate.toy_metrics import held_out_cameras, image_metrics
+
+    cameras = held_out_cameras(CameraConfig(), 4)
+    scene = parse_toy_prompt("a red cylinder with blue stripes")
+    truth = render_scene(scene, cameras, 128)
+
+    def score(prompt: str) -> dict:
+        render = render_scene(parse_toy_prompt(prompt), cameras, 128)
+        return image_metrics(scene, cameras, render["mask"], render["albedo"], 128, truth)
+
+    assert score("a red cylinder with blue stripes")["pattern_error"] < 1e-3
+    flat = score("a purple cylinder")
+    assert abs(flat["pattern_error"] - 1) < 1e-3 and abs(flat["detail_error"] - flat["detail_energy"]) < 1e-3
+    shifted = score("a blue cylinder with red stripes")  # the same stripes half a period away
+    assert shifted["pattern_error"] < 0.05 and shifted["detail_error"] > 1.5 * flat["detail_error"]
+    for wrong in ["a red cylinder with blue checks", "a red cylinder with blue dots", "a red cylinder with green stripes"]:
+        assert score(wrong)["pattern_error"] > 0.6, wrong

@@ -195,8 +195,9 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 def write_report(curves: pd.DataFrame, race: RaceConfig, out: Path, command: str,
                  throughput: pd.DataFrame | None = None, notes: str = "", tuning: pd.DataFrame | None = None,
-                 tuned: dict | None = None) -> Path:
-    """Write `out` (markdown), the curves CSV and one plot per stage beside it."""
+                 tuned: dict | None = None, sections: list[str] | None = None) -> Path:
+    """Write `out` (markdown), the curves CSV and one plot per stage beside it; `sections` (markdown,
+    e.g. the recipe race) go after the throughput table, before the hand-written notes."""
     out.parent.mkdir(parents=True, exist_ok=True)
     curves.to_csv(out.with_name("convergence_curves.csv"), index=False)
     runs = runs_table(curves, race)
@@ -245,6 +246,7 @@ def write_report(curves: pd.DataFrame, race: RaceConfig, out: Path, command: str
     parts += ["### Per run\n", _markdown(runs) + "\n"]
     if throughput is not None and not throughput.empty:
         parts += ["## Throughput per stage (this machine)\n", _markdown(throughput) + "\n"]
+    parts += list(sections or [])
     if notes:
         parts.append(notes.strip() + "\n")
     out.write_text("\n".join(parts))

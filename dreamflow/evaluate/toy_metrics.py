@@ -57,6 +57,9 @@ def image_metrics(scene: ToyScene, cameras: Cameras, alpha: torch.Tensor, albedo
       phase, not just its frequency: stripes in the wrong place score worse than none.
     * `detail_amount`: the prediction's own mean high-pass magnitude there, blind to placement
       (compare with `detail_energy`: how much detail a stage draws, right or wrong).
+    * `pattern_error`: the same high-pass images compared by their amplitude spectra
+      (`pattern_spectrum_error`): blind to the pattern's phase, which a prompt does not fix, but
+      not to its kind, period, orientation or colours. 0 = the true pattern, 1 = a flat colour.
 
     `truth`: `render_scene(scene, cameras, resolution)` when the caller already has it.
     """
@@ -82,10 +85,26 @@ def image_metrics(scene: ToyScene, cameras: Cameras, alpha: torch.Tensor, albedo
         detail_error = float((detail[inner] - detail_truth[inner]).norm(dim=-1).mean())
         detail_energy = float(detail_truth[inner].norm(dim=-1).mean())
         detail_amount = float(detail[inner].norm(dim=-1).mean())
+        pattern_error = pattern_spectrum_error(detail, detail_truth, inner)
     else:
-        detail_error = detail_energy = detail_amount = float("nan")
+        detail_error = detail_energy = detail_amount = pattern_error = float("nan")
     return {"iou": iou, "colour_error": colour_error, "detail_error": detail_error, "detail_energy": detail_energy,
-            "detail_amount": detail_amount}
+            "detail_amount": detail_amount, "pattern_error": pattern_error}
+
+
+def pattern_spectrum_error(detail: torch.Tensor, detail_truth: torch.Tensor, window: torch.Tensor) -> float:
+    """Relative distance between amplitude spectra of two high-pass images [B,H,W,C] in `window` [B,H,W].
+
+    Per view and colour channel, |FFT| of the windowed high-pass image; the error is
+    ||A_pred - A_true|| / ||A_true|| over all views, channels and frequencies. A translation of the
+    pattern leaves it (nearly: the window is fixed) unchanged, so stripes at another height score
+    as well as the true ones; a flat colour scores 1, detail at the wrong frequency, orientation or
+    colour, or noise of the pattern's energy, scores about 1 or more.
+    """
+    weight = window[..., None].float()
+    spectrum = torch.fft.rfft2((detail * weight).permute(0, 3, 1, 2)).abs()
+    true_spectrum = torch.fft.rfft2((detail_truth * weight).permute(0, 3, 1, 2)).abs()
+    return float((spectrum - true_spectrum).norm() / true_spectrum.norm().clamp(min=1e-12))
 
 
 @functools.lru_cache(maxsize=32)

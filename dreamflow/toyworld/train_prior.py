@@ -52,7 +52,7 @@ class ToyPriorTrainingConfig:
     refiner_resolution: int = 128  # stage 3 (1 : 2 : 4 as the paper's 256 : 512 : 1024)
     vae_steps: int = 3000
     unet_steps: int = 6000
-    refiner_vae_steps: int = 600
+    refiner_vae_steps: int = 2000
     refiner_unet_steps: int = 2000
     batch_size: int = 16
     vae_batch_size: int = 32
