@@ -157,8 +157,8 @@ def test_recipe_race_scales_published_budgets_and_halves_dreamflow_until_it_miss
     from dreamflow.benchmarks.recipe import RecipeRaceConfig, recipe_race, recipe_tables, write_recipe_section
 
     overrides = {k: v for k, v in TINY.items() if not k.endswith(".iterations")}
-    recipes = RecipeRaceConfig(prompts=("a red cube",), seeds=(0,), scale=2e-4, halvings=1, overrides=overrides, eval_views=2,
-                               tuned={"vsd": {"stage1.learning_rate": 0.05}})
+    recipes = RecipeRaceConfig(prompts=("a red cube",), seeds=(0,), scale=2e-4, halvings=1, overrides=overrides,
+                               eval_views=2,                                tuned={"vsd": {"stage1.learning_rate": 0.05}})
     results = recipe_race(ROOT / "config" / "toy.yaml", recipes, tmp_path / "work")
     iterations = results.groupby(["recipe", "budget", "stage"])["iterations"].first()
     assert [iterations["prolificdreamer", 14, s] for s in ("stage1", "stage2", "stage3")] == [5, 3, 6]  # 25k/15k/30k

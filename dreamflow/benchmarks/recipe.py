@@ -20,7 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from dreamflow.benchmarks.convergence import RaceConfig, RaceEntry, _check_prompts, quality_score, run_entries
+from dreamflow.benchmarks.convergence import (
+    RaceConfig,
+    RaceEntry,
+    _check_prompts,
+    quality_score,
+    run_entries,
+)
 from dreamflow.config import load_config
 
 STAGE_NAMES = ("stage1", "stage2", "stage3")
@@ -89,12 +95,12 @@ def recipe_race(config_path: str | Path, recipes: RecipeRaceConfig, work_dir: st
         curves = run_entries(entries, config_path, race, work_dir, label)
         return _final_rows(curves, entries, name, sum(iterations))
 
-    scaled = lambda recipe: tuple(max(1, round(n * recipes.scale)) for n in recipe.iterations)  # noqa: E731
+    scaled = lambda recipe: tuple(max(1, round(n * recipes.scale)) for n in recipe.iterations)
     bar_iterations = scaled(PROLIFICDREAMER)
     frames = [run(PROLIFICDREAMER.name, PROLIFICDREAMER.method, bar_iterations),
               run(MAGIC3D.name, MAGIC3D.method, scaled(MAGIC3D))]
     bar = frames[0].groupby("stage")["score"].mean()
-    for halving in range(0, recipes.halvings + 1):
+    for halving in range(recipes.halvings + 1):
         iterations = tuple(max(1, n // 2**halving) for n in bar_iterations)
         rows = run("dreamflow", recipes.dreamflow_method, iterations)
         frames.append(rows)
@@ -146,14 +152,14 @@ def write_recipe_section(results: pd.DataFrame, recipes: RecipeRaceConfig) -> st
     tables = recipe_tables(results, recipes.tolerance)
     return "\n".join([
         "## Recipe race (the paper's comparison)", "",
-        f"Budgets scaled by {recipes.scale:g} from the published ones: ProlificDreamer (VSD) "
+        (f"Budgets scaled by {recipes.scale:g} from the published ones: ProlificDreamer (VSD) "
         f"{'+'.join(str(n) for n in PROLIFICDREAMER.iterations)}, Magic3D (SDS) "
         f"{'+'.join(str(n) for n in MAGIC3D.iterations)} (fine stage split over our two mesh stages), "
         f"DreamFlow (APFO) halved from ProlificDreamer's until its mean final score misses the bar by more "
         f"than {recipes.tolerance:.0%} at some stage. Prompts {', '.join(recipes.prompts)}; seeds "
         f"{', '.join(str(s) for s in recipes.seeds)}. Tuned settings: {recipes.tuned or 'the config'}. "
         "Score = (1 - IoU) + colour error + detail error at each stage's end (lower is better); seconds = "
-        "training wall time, all stages, evaluation excluded.", "",
+        "training wall time, all stages, evaluation excluded."), "",
         tables["recipes"].round(3).to_markdown(index=False), "",
         "Final (stage 3) score per prompt and seed:", "",
         tables["paired"].round(3).to_markdown(index=False), "",
