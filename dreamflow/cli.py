@@ -231,7 +231,7 @@ def cmd_benchmark(args) -> int:
 
         tuned = {variant.get("guidance.method", label): {k: v for k, v in variant.items() if k != "guidance.method"}
                  for label, variant in config.variants.items() if label in config.methods}
-        recipes = RecipeRaceConfig(prompts=tuple(args.recipe_prompts or args.prompts), seeds=tuple(args.seeds),
+        recipes = RecipeRaceConfig(prompts=tuple(args.recipe_prompts or args.prompts), seeds=tuple(args.recipe_seeds or args.seeds),
                                    scale=args.recipe_scale, halvings=args.recipe_halvings, tuned=tuned,
                                    overrides=_overrides(args.set), workers=args.workers)
         results = recipe_race(args.config, recipes, Path(args.work_dir) / "recipes")
@@ -350,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "factor, DreamFlow's searched by halving; methods at their tuned settings")
     p.add_argument("--recipe-halvings", type=int, default=3, help="most halvings of DreamFlow's budget to try")
     p.add_argument("--recipe-prompts", nargs="+", help="prompts of the recipe race (default: --prompts)")
+    p.add_argument("--recipe-seeds", nargs="+", type=int, help="seeds of the recipe race (default: --seeds)")
     p.set_defaults(func=cmd_benchmark)
     p = sub.add_parser("benchmark-2d", help="2D race: guidance on latent images, step sizes tuned per method "
                                             "on held-out seeds -> docs/race2d.md")

@@ -40,6 +40,11 @@ def main() -> None:
     results["true renders, 64 px (the judge's own error)"] = grade(F.interpolate(
         truth.permute(0, 3, 1, 2), size=64, mode="area").permute(0, 2, 3, 1), scenes)
     results["true renders, 128 px (the judge's own error)"] = grade(truth, scenes)
+    with torch.no_grad():  # what the refiner's VAE can hold at all: encode and decode the truth
+        pixels = truth.permute(0, 3, 1, 2) * 2 - 1
+        decoded = refiner.vae.decode(refiner.vae.encode(pixels).latent_dist.mean).sample
+    results["true renders through the refiner's VAE, 128 px"] = grade(
+        ((decoded + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1), scenes)
     for resolution in (32, 64):
         samples = sample_base(base, scenes, resolution)
         results[f"base prior, {resolution} px"] = grade(samples, scenes)
