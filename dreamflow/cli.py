@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -237,7 +238,7 @@ def cmd_benchmark(args) -> int:
         results = recipe_race(args.config, recipes, Path(args.work_dir) / "recipes")
         results.to_csv(Path(args.out).with_name("recipe_race.csv"), index=False)
         sections.append(write_recipe_section(results, recipes))
-    command = "dreamflow benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "dreamflow benchmark"
+    command = "dreamflow benchmark " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else "dreamflow benchmark"
     notes_path = Path(args.out).with_name("benchmark_notes.md")  # hand-written analysis, appended if present
     notes = notes_path.read_text() if notes_path.exists() else ""
     print(write_report(curves, config, Path(args.out), command, throughput, notes, tuning, sections=sections))
@@ -251,7 +252,7 @@ def cmd_benchmark_2d(args) -> int:
                         tuning_prompts=tuple(args.tuning_prompts), tuning_seeds=tuple(args.tuning_seeds),
                         learning_rates=tuple(args.learning_rates), optimizer=args.optimizer, views=args.views,
                         iterations=args.iterations, eval_every=args.eval_every, workers=args.workers)
-    command = "dreamflow benchmark-2d " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "dreamflow benchmark-2d"
+    command = "dreamflow benchmark-2d " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else "dreamflow benchmark-2d"
     print(write_race_2d_report(race_2d(args.config, race), race, Path(args.out), command))
     return 0
 
