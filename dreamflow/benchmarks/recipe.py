@@ -15,7 +15,7 @@ VSD's timestep anneal happens at 20 % of them. Stage 1's shading start scales wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -88,14 +88,15 @@ def recipe_race(config_path: str | Path, recipes: RecipeRaceConfig, work_dir: st
 
     def run(name: str, method: str, iterations: tuple[int, ...]) -> pd.DataFrame:
         label = f"{name}@{sum(iterations)}"
-        race.variants = {label: {"guidance.method": method, **recipes.tuned.get(method, {}),
-                                 **budget_overrides(iterations, base.stage1.shading_start_step,
-                                                    base.stage1.iterations)}}
+        variant = {"guidance.method": method, **recipes.tuned.get(method, {}),
+                   **budget_overrides(iterations, base.stage1.shading_start_step, base.stage1.iterations)}
         entries = [RaceEntry(label, p, s) for p in recipes.prompts for s in recipes.seeds]
-        curves = run_entries(entries, config_path, race, work_dir, label)
+        curves = run_entries(entries, config_path, replace(race, variants={label: variant}), work_dir, label)
         return _final_rows(curves, entries, name, sum(iterations))
 
-    scaled = lambda recipe: tuple(max(1, round(n * recipes.scale)) for n in recipe.iterations)
+    def scaled(recipe: Recipe) -> tuple[int, ...]:
+        return tuple(max(1, round(n * recipes.scale)) for n in recipe.iterations)
+
     bar_iterations = scaled(PROLIFICDREAMER)
     frames = [run(PROLIFICDREAMER.name, PROLIFICDREAMER.method, bar_iterations),
               run(MAGIC3D.name, MAGIC3D.method, scaled(MAGIC3D))]
