@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # For a session with a CUDA GPU: build/import tinycudann and nvdiffrast, run their parity tests, run
 # the paper rehearsal on CUDA in fp16, and measure throughput and peak GPU memory per stage at the
-# paper's resolutions (random-weight real architectures) into docs/gpu_check.md.
+# paper's resolutions (random-weight real architectures) into docs/gpu_check_full.md.
 #   bash scripts/gpu_check.sh [--skip-build]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || bash scripts/install.sh
 . .venv/bin/activate
 nvidia-smi
-out=docs/gpu_check.md
+out=docs/gpu_check_full.md  # docs/gpu_check.md holds the first GPU run (offline, scripts/gpu_stage_check.py)
 {
   echo "# GPU check ($(date -u +%Y-%m-%d), $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -n 1))"
   echo

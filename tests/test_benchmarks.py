@@ -134,6 +134,17 @@ def test_throughput_counts_unet_calls_per_method(monkeypatch):
     assert apfo["backend"] == "rasterizer=torch, hash_grid=torch"
 
 
+def test_throughput_stand_in_mesh_has_the_face_budget_above_and_below_an_icosphere():
+    """paper.yaml's 100k-face budget is more than a 5-times subdivided icosphere has (20,480): the
+    stand-in mesh must be subdivided up to it, not 'decimated' up (which trimesh refuses)."""
+    from dreamflow.benchmarks.throughput import _mesh_model
+    from dreamflow.config import load_config
+
+    for faces in (300, 100_000):
+        config = load_config(ROOT / "config" / "paper.yaml", {"extract.target_faces": faces, "device": "cpu"})
+        assert len(_mesh_model(config).faces) == faces
+
+
 def test_2d_race_tunes_every_method_on_held_out_seeds_and_reports_paired_runs(tmp_path):
     from dreamflow.benchmarks.race2d import Race2DConfig, race_2d, stays_within, write_race_2d_report
 

@@ -52,8 +52,11 @@ def _mesh_model(config):
 
     from dreamflow.geometry.mesh import TexturedMesh
 
-    sphere = trimesh.creation.icosphere(subdivisions=5, radius=0.45)
-    sphere = sphere.simplify_quadric_decimation(face_count=config.extract.target_faces)
+    # The smallest icosphere with at least the face budget (20 * 4**k faces), decimated down to it.
+    subdivisions = next(k for k in range(12) if 20 * 4**k >= config.extract.target_faces)
+    sphere = trimesh.creation.icosphere(subdivisions=subdivisions, radius=0.45)
+    if len(sphere.faces) > config.extract.target_faces:
+        sphere = sphere.simplify_quadric_decimation(face_count=config.extract.target_faces)
     return TexturedMesh(torch.as_tensor(sphere.vertices), torch.as_tensor(sphere.faces), config)
 
 
