@@ -143,6 +143,7 @@ class StageConfig:
     """One optimisation stage (1: NeRF, 2: mesh, 3: mesh refined with the refiner)."""
 
     resolution: int = 32
+    supersample: int = 1  # rays per pixel side, box-filtered to `resolution` (the toy priors saw 2)
     iterations: int = 300
     batch_size: int = 1
     optimizer: str = "adam"  # adam | sgd (plain SGD: the step is the guidance's own scale times the rate)
@@ -320,6 +321,9 @@ def validate(config: RunConfig) -> RunConfig:
         if stage_config.iterations < 1 or stage_config.resolution < 8:
             raise ConfigError(f"'{stage}.iterations' must be >= 1 and '{stage}.resolution' >= 8, got "
                               f"{stage_config.iterations} and {stage_config.resolution}")
+        if not isinstance(stage_config.supersample, int) or stage_config.supersample < 1:
+            raise ConfigError(f"'{stage}.supersample' must be a whole number >= 1 (rays per pixel side), got "
+                              f"{stage_config.supersample!r}")
     return config
 
 

@@ -24,6 +24,7 @@ def test_paper_config_pipeline_block_loads():
     ({"guidance.method": "dds"}, "'guidance.method' is 'dds'"),
     ({"stage2.t_min": 0.9}, "'stage2' timestep range"),
     ({"camera.fovy_range": [40]}, "'camera.fovy_range' must have 2 items"),
+    ({"stage3.supersample": 0}, "'stage3.supersample' must be a whole number >= 1"),
 ])
 def test_bad_config_values_name_the_key(override, fragment):
     with pytest.raises(ConfigError) as error:

@@ -22,6 +22,19 @@ def test_silhouette_matches_the_analytic_cube():
     assert ((covered > 0.5) == (truth > 0.5)).float().mean() > 0.99
 
 
+def test_a_fine_mesh_is_opaque_inside_its_silhouette():
+    """Triangles of about a pixel (many own no pixel centre) must not let the background through:
+    only pixels next to the silhouette are soft."""
+    mesh = trimesh.creation.icosphere(subdivisions=5, radius=0.5)  # 20k faces, ~1 px each at 64 px
+    vertices, faces = torch.as_tensor(mesh.vertices).float(), torch.as_tensor(mesh.faces)
+    cameras = sample_cameras(CameraConfig(), 2, torch.Generator().manual_seed(0))
+    out = TorchRasterizer()(vertices, faces, vertices, cameras, 64, flat_shade, torch.ones(3))
+    covered = out.face_id >= 0  # pixel centres on the surface
+    inner = -torch.nn.functional.max_pool2d(-covered.float()[:, None], 3, 1, 1)[:, 0] > 0.5  # and their 3x3
+    assert inner.sum() > 1000 and (out.alpha[..., 0][inner] == 1).all()
+    assert ((out.alpha > 0) & (out.alpha < 1)).sum() < 0.2 * covered.sum()  # the silhouette band only
+
+
 def test_vertex_gradients_match_finite_differences():
     torch.manual_seed(0)
     mesh = trimesh.creation.icosphere(subdivisions=1, radius=0.5)
@@ -90,3 +103,13 @@ def test_nvdiffrast_parity():
     b = NvdiffrastRasterizer()(vertices, faces, vertices, cameras, 64, flat_shade, background)
     assert ((a.face_id >= 0) == (b.face_id >= 0)).float().mean() > 0.99
     assert (a.rgb - b.rgb).abs().mean() < 0.02
+
+
+def test_box_downsample_averages_a_supersampled_render_to_the_stage_resolution():
+    from dreamflow.render.volume import RenderOutput, box_downsample
+
+    image = torch.arange(2 * 4 * 4 * 3, dtype=torch.float32).view(2, 4, 4, 3)
+    alpha = torch.ones(2, 4, 4, 1)
+    small = box_downsample(RenderOutput(image, alpha, alpha, None), 2)
+    assert small.rgb.shape == (2, 2, 2, 3) and small.albedo is None and (small.opacity == 1).all()
+    assert torch.allclose(small.rgb[0, 0, 0], image[0, :2, :2].mean((0, 1)))

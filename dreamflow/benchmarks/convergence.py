@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from dreamflow.config import RunConfig, load_config, to_dict
-from dreamflow.evaluate.toy_metrics import chamfer_distance, held_out_cameras, image_metrics
+from dreamflow.evaluate.toy_metrics import chamfer_distance, held_out_cameras, image_metrics, render_like_truth
 from dreamflow.guidance import available
 from dreamflow.prompts import slugify
 from dreamflow.toyworld.scenes import ToyScene, parse_toy_prompt
@@ -88,7 +88,8 @@ class QualityProbe:
     def __call__(self, model) -> dict[str, float]:
         was_training = model.training
         model.eval()
-        output = model.render_views(self.cameras.to(model.device), self.resolution)
+        # Sampled as the truth is: the pattern error compares spectra up to the pixel frequency.
+        output = render_like_truth(model, self.cameras.to(model.device), self.resolution)
         metrics = image_metrics(self.scene, self.cameras, output.opacity, output.albedo, self.resolution)
         surface = model.to_trimesh()
         if surface is not None:
@@ -104,6 +105,9 @@ class QualityProbe:
         return float(100 * clip_similarities_with(self.clip, images, [self.scene.prompt]).mean())
 
 
+SCORING_VERSION = 2  # 2: renders sampled as the truth is (toy_metrics.render_like_truth)
+
+
 def stage_blocks(stage: str) -> tuple[str, ...]:
     """Config blocks a stage's result depends on: its own, every earlier stage's, and extraction before a mesh."""
     blocks, spec = list(SHARED_BLOCKS), STAGES[stage]
@@ -116,7 +120,9 @@ def stage_blocks(stage: str) -> tuple[str, ...]:
 def _settings_key(config: RunConfig, stage: str, race: RaceConfig) -> str:
     wanted = stage_blocks(stage)
     blocks = {key: value for key, value in to_dict(config).items() if key in wanted}
-    blob = json.dumps([blocks, stage, race.eval_every, race.eval_views, race.clip_pretrained], sort_keys=True)
+    # SCORING_VERSION: curves cached under an older scoring (pixel-centre renders, v1) are not reused.
+    blob = json.dumps([blocks, stage, race.eval_every, race.eval_views, race.clip_pretrained, SCORING_VERSION],
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

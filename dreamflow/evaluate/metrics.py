@@ -73,6 +73,7 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
         chamfer_distance,
         held_out_cameras,
         image_metrics,
+        render_like_truth,
     )
 
     metrics: dict = {"prompt": prompt, "method": method or config.guidance.method, "seed": config.seed,
@@ -96,8 +97,9 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
     stage2 = TexturedMesh.from_stage2(load_checkpoint(files.stage2), config).eval()
     # Every stage is scored at the final resolution: colour error grows with resolution (more
     # edge pixels), so scores at each stage's own resolution would not compare across stages.
-    views = {"stage1": nerf.render_views(cameras, resolution), "stage2": stage2.render_views(cameras, resolution),
-             "stage3": final.render_views(cameras, resolution)}
+    # Sampled as the truth is (2 rays per pixel side): the detail measures compare spectra.
+    views = {stage: render_like_truth(model, cameras, resolution)
+             for stage, model in (("stage1", nerf), ("stage2", stage2), ("stage3", final))}
     truth = render_scene(scene, cameras, resolution) if scene is not None else None
     save_stage_strip(views, truth, Path(out).parent / "stages.png")
     if scene is not None:
@@ -120,6 +122,29 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
         metrics[f"seconds_{step}"] = values.get("seconds")
     atomic_write_bytes(out, lambda stream: stream.write(json.dumps(metrics, indent=2).encode()))
     return metrics
+
+
+def stage_texture_metrics(config: RunConfig, prompt: str, folder: str | Path) -> dict[str, float]:
+    """Texture apart from geometry for a finished toy asset (`folder` holds stage1-3/ckpt.pt): per
+    stage, `pattern_ceiling` and `texture_pattern_error` (`toy_metrics.texture_metrics`). A diagnosis
+    for docs (about a minute per asset on 2 cores), not part of `evaluate_asset`."""
+    from dreamflow.evaluate.toy_metrics import held_out_cameras, render_like_truth, texture_metrics
+
+    scene = parse_toy_prompt(prompt)
+    if scene is None:
+        raise ValueError(f"{prompt!r} is not a toy-world prompt: texture metrics need its true albedo")
+    folder = Path(folder)
+    cameras, resolution = held_out_cameras(config.camera), config.stage3.resolution
+    truth = render_scene(scene, cameras, resolution)
+    models = {"stage1": load_nerf(load_checkpoint(folder / "stage1" / "ckpt.pt"), config),
+              **{stage: TexturedMesh.from_stage2(load_checkpoint(folder / stage / "ckpt.pt"), config).eval()
+                 for stage in ("stage2", "stage3")}}
+    out = {}
+    for stage, model in models.items():
+        view = render_like_truth(model, cameras, resolution)
+        for key, value in texture_metrics(model, scene, cameras, resolution, view, truth).items():
+            out[f"{stage}_{key}"] = value
+    return out
 
 
 def save_stage_strip(views: dict, truth: dict | None, path: Path, rows: tuple[int, ...] = (0, 5)) -> Path:

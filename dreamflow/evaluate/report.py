@@ -19,7 +19,8 @@ from dreamflow.training.status import describe, find_failures  # noqa: E402
 
 COLUMNS = ["method", "seed", "prompt", "status", "clip_score", "clip_rank", "stage1_iou", "stage1_colour_error",
            "stage2_iou", "stage3_iou", "stage3_colour_error", "stage1_detail_error", "stage2_detail_error",
-           "stage3_detail_error", "stage1_pattern_error", "stage2_pattern_error", "stage3_pattern_error", "stage3_chamfer", "stage3_chamfer_relative",
+           "stage3_detail_error", "stage1_pattern_error", "stage2_pattern_error", "stage3_pattern_error",
+           "stage3_chamfer", "stage3_chamfer_relative",
            "seconds_stage1", "seconds_extract_mesh", "seconds_stage2", "seconds_stage3", "seconds_total"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import mcubes
@@ -12,7 +13,8 @@ from scipy.spatial import cKDTree
 
 from dreamflow.config import CameraConfig
 from dreamflow.render.cameras import Cameras, orbit_cameras
-from dreamflow.toyworld.render import BACKGROUND, render_scene
+from dreamflow.render.volume import RenderOutput, box_downsample
+from dreamflow.toyworld.render import BACKGROUND, TRUTH_SUPERSAMPLE, render_scene
 from dreamflow.toyworld.scenes import ToyScene
 
 SCENE_RADIUS = 0.5  # characteristic size of toy shapes; Chamfer is also reported relative to it
@@ -21,6 +23,16 @@ SCENE_RADIUS = 0.5  # characteristic size of toy shapes; Chamfer is also reporte
 def held_out_cameras(camera: CameraConfig, n_views: int = 16) -> Cameras:
     """16 fixed views around the object, offset in azimuth from the preview/turntable views."""
     return orbit_cameras(camera, n_views, azimuth_offset=360.0 / (2 * n_views))
+
+
+def render_like_truth(model, cameras: Cameras, resolution: int, supersample: int = TRUTH_SUPERSAMPLE) -> RenderOutput:
+    """A stage's albedo renders sampled as `render_scene` samples the truth: `supersample` rays per
+    pixel side, box-filtered. The pattern error compares spectra up to the pixel frequency, so the
+    sampling must match: the true scene rendered at pixel centres scores 0.40 against its own 2x
+    render (aliased pattern edges), and the true albedo painted on a marching-cubes mesh of the true
+    shape scores 0.39 at pixel centres and 0.05 sampled like the truth."""
+    with torch.no_grad():
+        return box_downsample(model.render_views(cameras, resolution * supersample), supersample)
 
 
 def high_pass(image: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -72,7 +84,10 @@ def image_metrics(scene: ToyScene, cameras: Cameras, alpha: torch.Tensor, albedo
     union = (mask | true_mask).sum().item()
     both = mask & true_mask
     iou = both.sum().item() / max(union, 1)
-    albedo = albedo.cpu().float()
+    # The prediction's silhouette pixels are divided out the same way, so a render scored against
+    # itself scores 0 (outside its mask it is replaced below).
+    coverage_predicted = alpha.cpu().float()
+    albedo = (albedo.cpu().float() - torch.tensor(BACKGROUND) * (1 - coverage_predicted)) / coverage_predicted.clamp(min=1e-6)
     colour_error = float((albedo[both] - true_albedo[both]).norm(dim=-1).mean()) if both.any() else float("nan")
     sigma = resolution / 64
     # Outside its own silhouette the prediction is filled with its mean colour, so that the
@@ -105,6 +120,54 @@ def pattern_spectrum_error(detail: torch.Tensor, detail_truth: torch.Tensor, win
     spectrum = torch.fft.rfft2((detail * weight).permute(0, 3, 1, 2)).abs()
     true_spectrum = torch.fft.rfft2((detail_truth * weight).permute(0, 3, 1, 2)).abs()
     return float((spectrum - true_spectrum).norm() / true_spectrum.norm().clamp(min=1e-12))
+
+
+class _TrueAlbedo(torch.nn.Module):
+    def __init__(self, scene: ToyScene):
+        super().__init__()
+        self.scene = scene
+
+    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.scene.albedo(points)
+
+
+@contextlib.contextmanager
+def painted_with_truth(model, scene: ToyScene):
+    """`model`'s learned geometry with the scene's true albedo in place of its learned colour.
+
+    Renders of it are the best any texture can do on that geometry: with them as the reference,
+    the pattern error measures the texture alone; scored against the true scene, they give the
+    geometry's ceiling (a lumpy sphere warps even perfect stripes in the image).
+    """
+    if hasattr(model, "colour"):  # a textured mesh: swap its colour field (a submodule)
+        learned, model.colour = model.colour, _TrueAlbedo(scene)
+        try:
+            yield model
+        finally:
+            model.colour = learned
+    else:  # a NeRF: shadow its field's albedo method on the instance
+        object.__setattr__(model.field, "albedo", _TrueAlbedo(scene))
+        try:
+            yield model
+        finally:
+            del model.field.__dict__["albedo"]
+
+
+def texture_metrics(model, scene: ToyScene, cameras: Cameras, resolution: int, view,
+                    truth: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Detail of a stage's texture separated from its geometry (`view`: the stage's `render_like_truth`).
+
+    * `pattern_ceiling`: `pattern_error` of the true albedo painted on the stage's geometry,
+      against the true scene: the best pattern error that geometry allows.
+    * `texture_pattern_error`: the stage's own render against that painted one (same geometry,
+      so only the texture differs): 0 = the true pattern, 1 = a flat colour.
+    """
+    with painted_with_truth(model, scene):
+        painted = render_like_truth(model, cameras, resolution)
+    ceiling = image_metrics(scene, cameras, painted.opacity, painted.albedo, resolution, truth)["pattern_error"]
+    reference = {"albedo": painted.albedo.cpu().float(), "mask": painted.opacity.cpu().float()}
+    texture = image_metrics(scene, cameras, view.opacity, view.albedo, resolution, reference)["pattern_error"]
+    return {"pattern_ceiling": ceiling, "texture_pattern_error": texture}
 
 
 @functools.lru_cache(maxsize=32)

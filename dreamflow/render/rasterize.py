@@ -7,8 +7,9 @@ the perspective-correct barycentrics (interior) and through silhouette antialias
 * nvdiffrast: its analytic `antialias` of the shaded image;
 * torch: soft coverage of the pixel centre by the triangles seen in its 3x3 neighbourhood,
   box-filter coverage clamp(0.5 + d / (2 sigma)) of the pixel centre at signed distance d from each
-  visible triangle in its 3x3 neighbourhood, summed and clamped to 1; pixels just outside the
-  silhouette take the nearest triangle's attributes. No pure-PyTorch equivalent of
+  visible triangle in its 3x3 neighbourhood, summed and clamped to 1, where that neighbourhood
+  holds background (pixels farther inside are opaque); pixels just outside the silhouette take the
+  nearest triangle's attributes. No pure-PyTorch equivalent of
   nvdiffrast's analytic antialiasing exists; this soft edge is our own scheme.
 """
 
@@ -182,6 +183,12 @@ class TorchRasterizer:
         # (no dip); at the silhouette one triangle gives 0.5 +- d, continuous as the pixel centre
         # crosses the edge, so the image is continuous in the vertex positions.
         alpha = coverage.sum(-1, keepdim=True).clamp(max=1.0)
+        # Only silhouettes are soft. The sum dips below 1 inside the surface wherever a neighbouring
+        # triangle owns no pixel centre (triangles of a pixel or less) or near a vertex shared by many
+        # triangles, which speckled the background into every mesh render. A pixel whose 3x3
+        # neighbourhood is all covered is at least half a pixel from any silhouette: it is opaque.
+        interior = (neighbours >= 0).all(-1, keepdim=True)
+        alpha = torch.where(interior, torch.ones_like(alpha), alpha)
         nearest = sorted_ids.gather(-1, coverage.detach().argmax(-1, keepdim=True))[..., 0]
         nearest = torch.where(coverage.detach().max(-1).values > 1e-4, nearest, torch.full_like(nearest, -1))
         return alpha, torch.where(face_id >= 0, face_id, nearest)

@@ -27,6 +27,20 @@ class RenderOutput:
     samples_evaluated: int = 0
 
 
+def box_downsample(output: RenderOutput, factor: int) -> RenderOutput:
+    """A render at `factor` x the resolution averaged over factor x factor pixel blocks (supersampling)."""
+    if factor == 1:
+        return output
+
+    def pool(x: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None:
+            return None
+        return torch.nn.functional.avg_pool2d(x.permute(0, 3, 1, 2), factor).permute(0, 2, 3, 1)
+
+    return RenderOutput(pool(output.rgb), pool(output.opacity), pool(output.depth), pool(output.albedo),
+                        output.samples_evaluated)
+
+
 def choose_shading(config: ShadingConfig, step: int, generator: torch.Generator, start_step: int = 0) -> str:
     """DreamFusion: albedo with some probability, else diffuse or textureless with a random light."""
     draw = torch.rand(1, generator=generator).item()

@@ -9,10 +9,11 @@ from dreamflow.render.lighting import diffuse_shading, light_directions
 from dreamflow.toyworld.scenes import ToyScene
 
 BACKGROUND = (1.0, 1.0, 1.0)
+TRUTH_SUPERSAMPLE = 2  # rays per pixel side; evaluation renders the stages the same way
 
 
 @torch.no_grad()
-def render_scene(scene: ToyScene, cameras: Cameras, resolution: int, supersample: int = 2,
+def render_scene(scene: ToyScene, cameras: Cameras, resolution: int, supersample: int = TRUTH_SUPERSAMPLE,
                  steps: int = 64) -> dict[str, torch.Tensor]:
     """Render `scene` from `cameras`; returns rgb [B,H,W,3], mask [B,H,W,1], albedo, normal."""
     size = resolution * supersample

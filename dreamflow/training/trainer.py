@@ -24,7 +24,7 @@ from dreamflow.guidance import Guidance
 from dreamflow.io import load_checkpoint, save_checkpoint
 from dreamflow.priors.base import DiffusionPrior
 from dreamflow.render.cameras import sample_cameras
-from dreamflow.render.volume import choose_shading
+from dreamflow.render.volume import box_downsample, choose_shading
 from dreamflow.training.logger import RunLogger
 
 if TYPE_CHECKING:
@@ -163,7 +163,9 @@ class StageTrainer:
         info = self.model.before_step(self.step, self.generator)
         cameras = sample_cameras(self.config.camera, c.batch_size, self.generator)
         shading = choose_shading(self.shading, self.step, self.generator, c.shading_start_step)
-        output = self.model.render(cameras.to(self.prior.device_), c.resolution, shading, self.generator)
+        output = self.model.render(cameras.to(self.prior.device_), c.resolution * c.supersample, shading,
+                                   self.generator)
+        output = box_downsample(output, c.supersample)
         images = output.rgb.permute(0, 3, 1, 2)
         latents = self.prior.encode_images(images)
         text = self.prior.text_embeddings(self.prompt, cameras)
