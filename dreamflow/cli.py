@@ -129,7 +129,7 @@ def cmd_evaluate(args) -> int:
     files = AssetFiles(Path(args.stage1), Path(args.stage2), Path(args.stage3), Path(args.mesh) if args.mesh else None)
     metrics = evaluate_asset(config, _prompt(args), files, args.out, args.clip_model,
                              args.clip_pretrained, args.views, args.benchmarks or [], method=args.method,
-                             suite_prompts=args.suite_prompts)
+                             suite_prompts=args.suite_prompts, detail_views=args.detail_views)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}))
     return 0
 
@@ -295,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage3", required=True, help="stage-3 checkpoint (the final asset)")
     p.add_argument("--clip-model", default="dreamflow-toy-clip")
     p.add_argument("--clip-pretrained", default="models/toy-clip/open_clip_model.safetensors")
-    p.add_argument("--views", type=int, default=8)
+    p.add_argument("--views", type=int, default=8, help="views for the CLIP score")
+    p.add_argument("--detail-views", type=int, default=16, help="held-out views of the toy-world metrics")
     p.add_argument("--benchmarks", nargs="*", help="Snakemake benchmark files of this asset's rules")
     p.add_argument("--suite-prompts", help="the suite's prompt file (CLIP R-precision ranks against these)")
     p.set_defaults(func=cmd_evaluate)

@@ -68,7 +68,7 @@ class AssetFiles:
 @torch.no_grad()
 def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str | Path, clip_model: str,
                    clip_pretrained: str, views: int, benchmarks: list[str], method: str | None = None,
-                   suite_prompts: str | None = None) -> dict:
+                   suite_prompts: str | None = None, detail_views: int = 16) -> dict:
     from dreamflow.evaluate.toy_metrics import (
         chamfer_distance,
         held_out_cameras,
@@ -92,7 +92,7 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
     metrics["clip_rank"] = int((similarity > similarity[prompts.index(prompt)]).sum()) + 1
     metrics["clip_similarities"] = {p: float(s) for p, s in zip(prompts, similarity)}
     scene = parse_toy_prompt(prompt)
-    cameras = held_out_cameras(config.camera)
+    cameras = held_out_cameras(config.camera, detail_views)
     nerf = load_nerf(stage1_state, config)
     stage2 = TexturedMesh.from_stage2(load_checkpoint(files.stage2), config).eval()
     # Every stage is scored at the final resolution: colour error grows with resolution (more
@@ -154,6 +154,7 @@ def save_stage_strip(views: dict, truth: dict | None, path: Path, rows: tuple[in
 
     columns = [] if truth is None else [truth["rgb"]]
     columns += [view.rgb.cpu().float() for view in views.values()]
+    rows = tuple(dict.fromkeys(row % len(columns[0]) for row in rows))  # fewer views than (0, 5): wrap
     grid = torch.cat([torch.cat([column[row] for column in columns], dim=1) for row in rows], dim=0)
     pixels = (grid.clamp(0, 1) * 255).round().byte().numpy()
     atomic_write_bytes(path, lambda stream: Image.fromarray(np.ascontiguousarray(pixels)).save(stream, format="PNG"))

@@ -20,6 +20,7 @@ rule evaluate:
         # The declared weights file when local, else an open_clip pretrained tag (e.g. `openai`).
         clip_pretrained=lambda wildcards, input: input.clip or config["evaluate"]["clip_pretrained"],
         views=config["evaluate"]["views"],
+        detail_views=config["evaluate"]["detail_views"],
     conda:
         CONDA_ENV
     log:
@@ -35,4 +36,5 @@ rule evaluate:
         " --method {wildcards.method} --seed {wildcards.seed} --stage1 {input.stage1} --mesh {input.mesh}"
         " --stage2 {input.stage2} --stage3 {input.stage3} --out {output.metrics}"
         " --clip-model {params.clip_model} --clip-pretrained {params.clip_pretrained} --views {params.views}"
+        " --detail-views {params.detail_views}"
         " --suite-prompts {input.suite_prompts} --benchmarks {input.benchmarks} > {log} 2>&1"
