@@ -27,18 +27,18 @@ class RenderOutput:
     samples_evaluated: int = 0
 
 
+def box_filter(image: torch.Tensor, factor: int) -> torch.Tensor:
+    """Image [B,H,W,C] averaged over factor x factor pixel blocks (the last step of supersampling)."""
+    return torch.nn.functional.avg_pool2d(image.permute(0, 3, 1, 2), factor).permute(0, 2, 3, 1)
+
+
 def box_downsample(output: RenderOutput, factor: int) -> RenderOutput:
-    """A render at `factor` x the resolution averaged over factor x factor pixel blocks (supersampling)."""
+    """A render at `factor` x the resolution box-filtered down to the resolution."""
     if factor == 1:
         return output
-
-    def pool(x: torch.Tensor | None) -> torch.Tensor | None:
-        if x is None:
-            return None
-        return torch.nn.functional.avg_pool2d(x.permute(0, 3, 1, 2), factor).permute(0, 2, 3, 1)
-
-    return RenderOutput(pool(output.rgb), pool(output.opacity), pool(output.depth), pool(output.albedo),
-                        output.samples_evaluated)
+    albedo = None if output.albedo is None else box_filter(output.albedo, factor)
+    return RenderOutput(box_filter(output.rgb, factor), box_filter(output.opacity, factor),
+                        box_filter(output.depth, factor), albedo, output.samples_evaluated)
 
 
 def choose_shading(config: ShadingConfig, step: int, generator: torch.Generator, start_step: int = 0) -> str:

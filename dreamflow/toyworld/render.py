@@ -6,6 +6,7 @@ import torch
 
 from dreamflow.render.cameras import Cameras, camera_rays
 from dreamflow.render.lighting import diffuse_shading, light_directions
+from dreamflow.render.volume import box_filter
 from dreamflow.toyworld.scenes import ToyScene
 
 BACKGROUND = (1.0, 1.0, 1.0)
@@ -37,8 +38,5 @@ def render_scene(scene: ToyScene, cameras: Cameras, resolution: int, supersample
         "normal": normal * mask,
     }
     if supersample > 1:
-        def pool(x: torch.Tensor) -> torch.Tensor:
-            x = x.permute(0, 3, 1, 2)
-            return torch.nn.functional.avg_pool2d(x, supersample).permute(0, 2, 3, 1)
-        out = {key: pool(value) for key, value in out.items()}
+        out = {key: box_filter(value, supersample) for key, value in out.items()}
     return out
