@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from PIL import Image
 
 from dreamflow.config import load_config
 from dreamflow.training.logger import RunLogger
@@ -22,6 +23,7 @@ TINY = {"device": "cuda", "prior.dtype": "float32", "refiner_prior.dtype": "floa
 @pytest.mark.parametrize("method", ["apfo", "sds"])
 def test_all_stages_on_a_simulated_cuda_device_never_mix_devices(tmp_path, monkeypatch, method):
     """Every step a GPU user runs: stages 1-3 (training, previews, exports), extraction and evaluation."""
+    from dreamflow.evaluate import toy_metrics
     from dreamflow.evaluate.metrics import AssetFiles, evaluate_asset
     from dreamflow.export.extract import extract_mesh
 
@@ -38,8 +40,18 @@ def test_all_stages_on_a_simulated_cuda_device_never_mix_devices(tmp_path, monke
         files = AssetFiles(*(tmp_path / s / "ckpt.pt" for s in ("stage1", "stage2", "stage3")), tmp_path / "coarse.obj")
         metrics = evaluate_asset(config, "a red cube", files, tmp_path / "metrics.json", "dreamflow-toy-clip",
                                  str(TOY_CLIP), 1, [])
+        # A prompt with no ground truth renders only the two views of its stage strip, not all
+        # 16 held-out views, at pixel centres (the paper rehearsal spent minutes rendering them).
+        rendered = []
+        render_like_truth = toy_metrics.render_like_truth
+        monkeypatch.setattr(toy_metrics, "render_like_truth",
+                            lambda model, cameras, *a: rendered.append((len(cameras), *a)) or render_like_truth(model, cameras, *a))
+        other = evaluate_asset(config, "a DSLR photo of a hamburger", files, tmp_path / "other" / "metrics.json",
+                               "dreamflow-toy-clip", str(TOY_CLIP), 1, [])
     assert not cuda.violations, "\n".join(list(dict.fromkeys(map(str, cuda.violations)))[:12])
     assert metrics["stage3_iou"] > 0 and metrics["backend"]["hash_grid"] == "torch"
+    assert rendered == [(2, 32, 1)] * 3 and "stage3_iou" not in other  # 2 views, 32 px, 1 ray per pixel
+    assert Image.open(tmp_path / "other" / "stages.png").size == (3 * 32, 2 * 32)
 
 
 def test_the_simulation_catches_mixed_devices(monkeypatch):

@@ -1,7 +1,7 @@
 """The paper configuration rehearsed on a CPU: config/paper.yaml's full-size architectures (random
 weights), dtypes and code paths through the whole workflow, at config/paper-rehearsal.yaml's sizes.
 
-`slow`: about 15 min on 2 cores and up to ~14 GB of memory (the SDXL-refiner UNet alone is 9 GB in fp32).
+`slow`: about 5-8 min on 2 cores and up to ~14 GB of memory (the SDXL-refiner UNet alone is 9 GB in fp32).
 """
 
 import json
@@ -11,7 +11,8 @@ import trimesh
 
 from .test_workflow import make_workdir, snakemake
 
-pytestmark = pytest.mark.slow
+# The default pytest-timeout (900 s) is too close to its idle time (~11 min) on 2 cores.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def test_paper_configuration_runs_end_to_end_with_real_architectures(tmp_path):

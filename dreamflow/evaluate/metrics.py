@@ -16,8 +16,10 @@ from dreamflow.geometry.nerf import load_nerf
 from dreamflow.io import atomic_write_bytes, load_checkpoint
 from dreamflow.prompts import read_prompts
 from dreamflow.render.cameras import orbit_cameras
-from dreamflow.toyworld.render import render_scene
+from dreamflow.toyworld.render import TRUTH_SUPERSAMPLE, render_scene
 from dreamflow.toyworld.scenes import parse_toy_prompt
+
+STRIP_ROWS = (0, 5)  # the held-out views shown in stages.png
 
 
 def read_benchmark(path: str | Path) -> dict[str, float]:
@@ -92,16 +94,19 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
     metrics["clip_rank"] = int((similarity > similarity[prompts.index(prompt)]).sum()) + 1
     metrics["clip_similarities"] = {p: float(s) for p, s in zip(prompts, similarity)}
     scene = parse_toy_prompt(prompt)
-    cameras = held_out_cameras(config.camera, detail_views)
+    cameras, strip_rows, supersample = held_out_cameras(config.camera, detail_views), STRIP_ROWS, TRUTH_SUPERSAMPLE
+    if scene is None:  # nothing to score: only the strip's views, at pixel centres (paper sizes: minutes)
+        strip_views = sorted({row % detail_views for row in STRIP_ROWS})
+        cameras, strip_rows, supersample = cameras[strip_views], tuple(range(len(strip_views))), 1
     nerf = load_nerf(stage1_state, config)
     stage2 = TexturedMesh.from_stage2(load_checkpoint(files.stage2), config).eval()
     # Every stage is scored at the final resolution: colour error grows with resolution (more
     # edge pixels), so scores at each stage's own resolution would not compare across stages.
     # Sampled as the truth is (2 rays per pixel side): the detail measures compare spectra.
-    views = {stage: render_like_truth(model, cameras, resolution)
+    views = {stage: render_like_truth(model, cameras, resolution, supersample)
              for stage, model in (("stage1", nerf), ("stage2", stage2), ("stage3", final))}
     truth = render_scene(scene, cameras, resolution) if scene is not None else None
-    save_stage_strip(views, truth, Path(out).parent / "stages.png")
+    save_stage_strip(views, truth, Path(out).parent / "stages.png", strip_rows)
     if scene is not None:
         per_stage = {stage: image_metrics(scene, cameras, view.opacity, view.albedo, resolution, truth)
                      for stage, view in views.items()}
@@ -147,7 +152,7 @@ def stage_texture_metrics(config: RunConfig, prompt: str, folder: str | Path) ->
     return out
 
 
-def save_stage_strip(views: dict, truth: dict | None, path: Path, rows: tuple[int, ...] = (0, 5)) -> Path:
+def save_stage_strip(views: dict, truth: dict | None, path: Path, rows: tuple[int, ...] = STRIP_ROWS) -> Path:
     """stages.png: two held-out views (rows) of the truth (toy prompts), stage 1, 2 and 3 (columns),
     all rendered at the final resolution, so detail the first stage cannot hold is visible."""
     import numpy as np
