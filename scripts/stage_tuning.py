@@ -4,7 +4,9 @@
         [--fixed stage3.iterations=0 ...] [--prompts ...] [--seeds 100] [--work-dir results/stage_tuning]
 
 Stage 1 (and every stage before `--stage`) runs once per (prompt, seed) and is shared by all grid
-points; each grid point then runs `--stage` with its overrides (`--fixed` ones on every point).
+points; each grid point then runs `--stage` with its overrides (`--fixed` ones on every point). A
+dotted grid key (`--stage stage3 --grid stage2.guidance_scale=7.5,20`) changes an earlier stage:
+that stage is re-run for the point (its settings key differs), and the point is scored after `--stage`.
 Score per run: the stage's final colour error + pattern error (phase-blind detail, see
 `toy_metrics.image_metrics`), at the stage's own resolution on held-out views; lower is better.
 Writes `<work-dir>/<stage>_grid.csv` (every run) and prints the mean score per grid point.
@@ -40,7 +42,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config/toy.yaml")
     parser.add_argument("--stage", choices=["stage2", "stage3"], required=True)
-    parser.add_argument("--grid", nargs="+", required=True, help="key=v1,v2,... (keys inside the stage's block)")
+    parser.add_argument("--grid", nargs="+", required=True,
+                        help="key=v1,v2,... (keys inside the stage's block, or dotted keys such as stage2.guidance_scale)")
     parser.add_argument("--fixed", nargs="*", default=[], help="dotted.key=value applied to every run")
     parser.add_argument("--prompts", nargs="+", default=list(HELD_OUT))
     parser.add_argument("--seeds", nargs="+", type=int, default=[100])
@@ -63,7 +66,7 @@ def main() -> None:
     for values in itertools.product(*axes.values()):
         point = dict(zip(axes, values))
         label = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
-        variants[label] = {**common, **{f"{args.stage}.{k}": v for k, v in point.items()}}
+        variants[label] = {**common, **{k if "." in k else f"{args.stage}.{k}": v for k, v in point.items()}}
     for label in variants:  # every grid point starts from the shared earlier stages
         for prompt, seed in itertools.product(args.prompts, args.seeds):
             source = work / "shared" / slugify(prompt) / f"seed{seed}"
