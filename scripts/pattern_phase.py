@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.seeds < 2:
+        parser.error(f"--seeds {args.seeds}: needs at least 2 draws per view (their agreement is measured in pairs)")
     config = load_config(args.config)
     stage = getattr(config, args.stage)
     resolution, strength = stage.resolution, args.strength or stage.t_max
