@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--strength", type=float, default=None, help="img2img strength (default: the stage's t_max)")
     parser.add_argument("--seeds", type=int, default=4, help="draws per view")
     parser.add_argument("--views", type=int, default=8)
+    parser.add_argument("--faint", nargs="*", type=float, default=[],
+                        help="also start from the blur plus this share of the true pattern (e.g. 0.25 0.5)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.seeds < 2:
@@ -109,7 +111,18 @@ def main() -> None:
                                                                window[view][None]),
                              "phase vs truth": correlation(images[view], true_detail[view], window[view]),
                              "phase between draws": float("nan")})
-        for start_name, start in (("true render", truth["rgb"]), ("stage-1 blur", blurred)):
+        starts = {"true render": truth["rgb"], "stage-1 blur": blurred}
+        for share in args.faint:  # does the prior amplify a faint pattern, in place?
+            starts[f"{share:.0%} of the pattern"] = blurred + share * (truth["rgb"] - blurred)
+        for name, start in starts.items():
+            if name != "true render" and name != "stage-1 blur":
+                images = high_pass(start, sigma)
+                rows += [{"prompt": prompt, "start": f"{name} itself", "view": view, "seed": 0,
+                          "pattern": pattern_spectrum_error(images[view][None], true_detail[view][None],
+                                                            window[view][None]),
+                          "phase vs truth": correlation(images[view], true_detail[view], window[view]),
+                          "phase between draws": float("nan")} for view in range(args.views)]
+        for start_name, start in starts.items():
             prompts = [f"{prompt}, {suffix}" for suffix in suffixes]
             draws = torch.stack([img2img(pipe, prompts, start, strength, seed)
                                  for seed in range(args.seeds)])  # [seeds, views, H, W, 3]
