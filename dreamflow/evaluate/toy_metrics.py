@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import mcubes
@@ -122,35 +121,13 @@ def pattern_spectrum_error(detail: torch.Tensor, detail_truth: torch.Tensor, win
     return float((spectrum - true_spectrum).norm() / true_spectrum.norm().clamp(min=1e-12))
 
 
-class _TrueAlbedo(torch.nn.Module):
-    def __init__(self, scene: ToyScene):
-        super().__init__()
-        self.scene = scene
-
-    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        return self.scene.albedo(points)
-
-
-@contextlib.contextmanager
 def painted_with_truth(model, scene: ToyScene):
-    """`model`'s learned geometry with the scene's true albedo in place of its learned colour.
-
-    Renders of it are the best any texture can do on that geometry: with them as the reference,
-    the pattern error measures the texture alone; scored against the true scene, they give the
-    geometry's ceiling (a lumpy sphere warps even perfect stripes in the image).
+    """`model`'s learned geometry with the scene's true albedo in place of its learned colour (a
+    context manager). Renders of it are the best any texture can do on that geometry: with them as
+    the reference, the pattern error measures the texture alone; scored against the true scene,
+    they give the geometry's ceiling (a lumpy sphere warps even perfect stripes in the image).
     """
-    if hasattr(model, "colour"):  # a textured mesh: swap its colour field (a submodule)
-        learned, model.colour = model.colour, _TrueAlbedo(scene)
-        try:
-            yield model
-        finally:
-            model.colour = learned
-    else:  # a NeRF: shadow its field's albedo method on the instance
-        object.__setattr__(model.field, "albedo", _TrueAlbedo(scene))
-        try:
-            yield model
-        finally:
-            del model.field.__dict__["albedo"]
+    return model.albedo_replaced(scene.albedo)
 
 
 def texture_metrics(model, scene: ToyScene, cameras: Cameras, resolution: int, view,

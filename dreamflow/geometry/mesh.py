@@ -11,6 +11,7 @@ does, so stage 2 starts with the stage-1 colours.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -26,6 +27,17 @@ from dreamflow.render.cameras import Cameras
 from dreamflow.render.lighting import light_directions
 from dreamflow.render.rasterize import NvdiffrastRasterizer, make_rasterizer
 from dreamflow.render.volume import RenderOutput
+
+
+class _Albedo(nn.Module):
+    """A function of position as a module, so that it can stand in for a colour field."""
+
+    def __init__(self, albedo):
+        super().__init__()
+        self.albedo = albedo
+
+    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.albedo(points)
 
 
 class ColourField(nn.Module):
@@ -147,6 +159,13 @@ class TexturedMesh(StageModel):
         return {"rasterizer": "nvdiffrast" if isinstance(self.rasterizer, NvdiffrastRasterizer) else "torch",
                 "hash_grid": self.colour.encoding.backend}
 
+    @contextlib.contextmanager
+    def albedo_replaced(self, albedo):
+        learned, self.colour = self.colour, _Albedo(albedo)
+        try:
+            yield self
+        finally:
+            self.colour = learned
 
     def to_trimesh(self) -> trimesh.Trimesh:
         return trimesh.Trimesh(self.vertices.detach().cpu().numpy(), self.faces.cpu().numpy(), process=False)
