@@ -1,7 +1,7 @@
 """The paper configuration rehearsed on a CPU: config/paper.yaml's full-size architectures (random
 weights), dtypes and code paths through the whole workflow, at config/paper-rehearsal.yaml's sizes.
 
-`slow`: about 5-8 min on 2 cores and up to ~14 GB of memory (the SDXL-refiner UNet alone is 9 GB in fp32).
+`slow`: about 4 min on 2 cores and up to ~14 GB of memory (the SDXL-refiner UNet alone is 9 GB in fp32).
 """
 
 import json
