@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 
-import mcubes
 import numpy as np
 import pandas as pd
 import torch
-import trimesh
 
 from dreamflow.config import load_config
 from dreamflow.evaluate.toy_metrics import held_out_cameras, render_like_truth
-from dreamflow.export.extract import clean_mesh, density_grid
+from dreamflow.export.extract import clean_mesh, density_grid, surface_at
 from dreamflow.geometry.mesh import TexturedMesh
 from dreamflow.geometry.nerf import load_nerf
 from dreamflow.io import load_checkpoint
@@ -59,9 +57,7 @@ def main() -> None:
             if grid.max() <= threshold:
                 row[f"{threshold:g}: truth"] = row[f"{threshold:g}: NeRF"] = float("nan")
                 continue
-            vertices, faces = mcubes.marching_cubes(grid, threshold)
-            vertices = vertices / (settings.grid_resolution - 1) * 2 * radius - radius
-            mesh = clean_mesh(trimesh.Trimesh(vertices, faces, process=False), settings.keep_largest_component,
+            mesh = clean_mesh(surface_at(grid, threshold, radius), settings.keep_largest_component,
                               settings.target_faces)
             model = TexturedMesh(torch.tensor(np.asarray(mesh.vertices), dtype=torch.float32),
                                  torch.tensor(np.asarray(mesh.faces), dtype=torch.long), config)

@@ -48,6 +48,14 @@ from dreamflow.toyworld.scenes import parse_toy_prompt
 PROMPTS = ("a blue sphere with yellow stripes", "a green cube with purple checks", "a yellow cylinder with blue dots")
 
 
+def score(prompt: str, start: str, view: int, seed: int, detail: torch.Tensor, true_detail: torch.Tensor,
+          window: torch.Tensor, between: float = float("nan")) -> dict:
+    """One row: a high-pass image [H,W,C] of one view against the truth's, inside `window` [H,W]."""
+    return {"prompt": prompt, "start": start, "view": view, "seed": seed,
+            "pattern": pattern_spectrum_error(detail[None], true_detail[None], window[None]),
+            "phase vs truth": correlation(detail, true_detail, window), "phase between draws": between}
+
+
 def correlation(a: torch.Tensor, b: torch.Tensor, window: torch.Tensor) -> float:
     """Normalised correlation of two high-pass images [H,W,C] inside `window` [H,W]."""
     a, b = a[window].flatten(), b[window].flatten()
@@ -104,24 +112,14 @@ def main() -> None:
             pixels = truth["rgb"].permute(0, 3, 1, 2) * 2 - 1
             decoded = pipe.vae.decode(pipe.vae.encode(pixels).latent_dist.mean).sample
         round_trip = high_pass(((decoded + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1), sigma)
-        for name, images in (("true render, VAE only", round_trip), ("stage-1 blur itself", high_pass(blurred, sigma))):
-            for view in range(args.views):
-                rows.append({"prompt": prompt, "start": name, "view": view, "seed": 0,
-                             "pattern": pattern_spectrum_error(images[view][None], true_detail[view][None],
-                                                               window[view][None]),
-                             "phase vs truth": correlation(images[view], true_detail[view], window[view]),
-                             "phase between draws": float("nan")})
         starts = {"true render": truth["rgb"], "stage-1 blur": blurred}
         for share in args.faint:  # does the prior amplify a faint pattern, in place?
             starts[f"{share:.0%} of the pattern"] = blurred + share * (truth["rgb"] - blurred)
-        for name, start in starts.items():
-            if name != "true render" and name != "stage-1 blur":
-                images = high_pass(start, sigma)
-                rows += [{"prompt": prompt, "start": f"{name} itself", "view": view, "seed": 0,
-                          "pattern": pattern_spectrum_error(images[view][None], true_detail[view][None],
-                                                            window[view][None]),
-                          "phase vs truth": correlation(images[view], true_detail[view], window[view]),
-                          "phase between draws": float("nan")} for view in range(args.views)]
+        references = {"true render, VAE only": round_trip, "stage-1 blur itself": high_pass(blurred, sigma)}
+        references |= {f"{name} itself": high_pass(start, sigma) for name, start in list(starts.items())[2:]}
+        for name, images in references.items():
+            rows += [score(prompt, name, view, 0, images[view], true_detail[view], window[view])
+                     for view in range(args.views)]
         for start_name, start in starts.items():
             prompts = [f"{prompt}, {suffix}" for suffix in suffixes]
             draws = torch.stack([img2img(pipe, prompts, start, strength, seed)
@@ -130,13 +128,8 @@ def main() -> None:
             for view in range(args.views):
                 pairs = [correlation(details[i, view], details[j, view], window[view])
                          for i, j in itertools.combinations(range(args.seeds), 2)]
-                for seed in range(args.seeds):
-                    rows.append({
-                        "prompt": prompt, "start": start_name, "view": view, "seed": seed,
-                        "pattern": pattern_spectrum_error(details[seed, view][None], true_detail[view][None],
-                                                          window[view][None]),
-                        "phase vs truth": correlation(details[seed, view], true_detail[view], window[view]),
-                        "phase between draws": sum(pairs) / len(pairs)})
+                rows += [score(prompt, start_name, view, seed, details[seed, view], true_detail[view], window[view],
+                               sum(pairs) / len(pairs)) for seed in range(args.seeds)]
     table = pd.DataFrame(rows)
     summary = table.groupby(["prompt", "start"], sort=False)[["pattern", "phase vs truth", "phase between draws"]]
     text = summary.mean().round(3).reset_index().to_markdown(index=False)

@@ -11,7 +11,7 @@ import trimesh
 
 from .test_workflow import make_workdir, snakemake
 
-# The default pytest-timeout (900 s) is too close to its idle time (~11 min) on 2 cores.
+# The default pytest-timeout (900 s) stopped it when other jobs shared the 2 cores.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 

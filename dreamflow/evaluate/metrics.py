@@ -96,8 +96,8 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
     scene = parse_toy_prompt(prompt)
     cameras, strip_rows, supersample = held_out_cameras(config.camera, detail_views), STRIP_ROWS, TRUTH_SUPERSAMPLE
     if scene is None:  # nothing to score: only the strip's views, at pixel centres (paper sizes: minutes)
-        strip_views = sorted({row % detail_views for row in STRIP_ROWS})
-        cameras, strip_rows, supersample = cameras[strip_views], tuple(range(len(strip_views))), 1
+        strip_views = strip_indices(STRIP_ROWS, detail_views)
+        cameras, strip_rows, supersample = cameras[list(strip_views)], tuple(range(len(strip_views))), 1
     nerf = load_nerf(stage1_state, config)
     stage2 = TexturedMesh.from_stage2(load_checkpoint(files.stage2), config).eval()
     # Every stage is scored at the final resolution: colour error grows with resolution (more
@@ -152,6 +152,11 @@ def stage_texture_metrics(config: RunConfig, prompt: str, folder: str | Path) ->
     return out
 
 
+def strip_indices(rows: tuple[int, ...], n_views: int) -> tuple[int, ...]:
+    """The strip's view indices among `n_views` (fewer views than (0, 5): wrap, without repeats)."""
+    return tuple(dict.fromkeys(row % n_views for row in rows))
+
+
 def save_stage_strip(views: dict, truth: dict | None, path: Path, rows: tuple[int, ...] = STRIP_ROWS) -> Path:
     """stages.png: two held-out views (rows) of the truth (toy prompts), stage 1, 2 and 3 (columns),
     all rendered at the final resolution, so detail the first stage cannot hold is visible."""
@@ -159,7 +164,7 @@ def save_stage_strip(views: dict, truth: dict | None, path: Path, rows: tuple[in
 
     columns = [] if truth is None else [truth["rgb"]]
     columns += [view.rgb.cpu().float() for view in views.values()]
-    rows = tuple(dict.fromkeys(row % len(columns[0]) for row in rows))  # fewer views than (0, 5): wrap
+    rows = strip_indices(rows, len(columns[0]))
     grid = torch.cat([torch.cat([column[row] for column in columns], dim=1) for row in rows], dim=0)
     pixels = (grid.clamp(0, 1) * 255).round().byte().numpy()
     atomic_write_bytes(path, lambda stream: Image.fromarray(np.ascontiguousarray(pixels)).save(stream, format="PNG"))

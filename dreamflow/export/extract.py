@@ -27,6 +27,13 @@ def density_grid(field, resolution: int, radius: float, chunk: int = 65536) -> n
     return values.view(resolution, resolution, resolution).cpu().numpy()
 
 
+def surface_at(grid: np.ndarray, threshold: float, radius: float) -> trimesh.Trimesh:
+    """Marching cubes of a density grid sampled on [-radius, radius]^3, in scene units (uncleaned)."""
+    vertices, faces = mcubes.marching_cubes(grid, threshold)
+    vertices = vertices / (grid.shape[0] - 1) * 2 * radius - radius
+    return trimesh.Trimesh(vertices, faces, process=False)
+
+
 def clean_mesh(mesh: trimesh.Trimesh, keep_largest: bool, target_faces: int) -> trimesh.Trimesh:
     """Drop degenerate faces, keep the largest component(s), decimate to `target_faces`."""
     mesh.update_faces(mesh.nondegenerate_faces())
@@ -51,12 +58,9 @@ def extract_mesh(checkpoint: str | Path, config: RunConfig, out_path: str | Path
     if grid.max() <= settings.threshold:
         raise EmptyMeshError(f"the stage-1 density never exceeds extract.threshold={settings.threshold} "
                              f"(max {grid.max():.3g}) in '{checkpoint}': lower the threshold or check stage 1")
-    vertices, faces = mcubes.marching_cubes(grid, settings.threshold)
-    vertices = vertices / (settings.grid_resolution - 1) * 2 * radius - radius
-    raw_faces = len(faces)
-    mesh = trimesh.Trimesh(vertices, faces, process=False)
-    components = len(mesh.split(only_watertight=False))
-    mesh = clean_mesh(mesh, settings.keep_largest_component, settings.target_faces)
+    raw = surface_at(grid, settings.threshold, radius)
+    raw_faces, components = len(raw.faces), len(raw.split(only_watertight=False))
+    mesh = clean_mesh(raw, settings.keep_largest_component, settings.target_faces)
     out_path = Path(out_path)
     atomic_write_bytes(out_path, lambda stream: stream.write(trimesh.exchange.obj.export_obj(mesh).encode()))
     report = {"threshold": settings.threshold, "grid_resolution": settings.grid_resolution,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
@@ -42,12 +42,10 @@ class StageModel(nn.Module):
         """Where the model lives (its first buffer's or parameter's device)."""
         return next(iter(self.buffers()), next(self.parameters())).device
 
-    @contextlib.contextmanager
-    def albedo_replaced(self, albedo: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[StageModel]:
-        """This model's geometry with `albedo(points [N,3]) -> [N,3]` in place of its learned colour,
-        restored on exit (diagnostics: the true albedo painted on a stage's own geometry)."""
+    def albedo_replaced(self, albedo: Callable[[torch.Tensor], torch.Tensor]) -> AbstractContextManager[StageModel]:
+        """A context manager: this model's geometry with `albedo(points [N,3]) -> [N,3]` in place of
+        its learned colour, restored on exit (diagnostics: the true albedo on a stage's own geometry)."""
         raise NotImplementedError(f"{type(self).__name__} cannot swap its albedo")
-        yield self
 
     def to_trimesh(self):
         """The surface as a trimesh.Trimesh, where the model has an explicit one (else None)."""
