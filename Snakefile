@@ -26,6 +26,7 @@ include: "workflow/rules/stage2.smk"
 include: "workflow/rules/stage3.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/preference.smk"
 
 
 # A failed job stops its own chain only (profiles use keep-going); the summary still lists every

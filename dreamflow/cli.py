@@ -142,6 +142,26 @@ def cmd_summarize(args) -> int:
     return 0
 
 
+def cmd_preference(args) -> int:
+    from dreamflow.evaluate import preference
+
+    if args.action == "study":
+        key = preference.build_study(args.metrics, args.out_dir, args.key, args.suite, args.reference, args.seed)
+        print(f"{len(key['pairs'])} pairs: {Path(args.out_dir) / 'index.html'} (give raters this folder; "
+              f"keep {args.key} for the tally)")
+        return 0
+    if args.action == "judge":
+        key = json.loads(Path(args.key).read_text())
+        votes = preference.judge_votes(key, args.margin, args.clip_model)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(votes, indent=2))
+        paths = preference.write_tally([args.out], args.key, Path(args.out).with_suffix(""), args.resamples)
+    else:
+        paths = preference.write_tally(args.votes, args.key, args.out, args.resamples)
+    print(Path(paths["md"]).read_text())
+    return 0
+
+
 def cmd_train_toy_prior(args) -> int:
     import torch
 
@@ -305,6 +325,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--suite", required=True)
     p.set_defaults(func=cmd_summarize)
+    p = sub.add_parser("preference", help="the paper's human-preference study: blind page, tally of votes, CLIP judge")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("study", help="write the blind study page (DreamFlow vs each baseline) and its key")
+    q.add_argument("--metrics", nargs="+", required=True, help="the suite's metrics.json files")
+    q.add_argument("--out-dir", required=True, help="folder for index.html and its anonymised assets")
+    q.add_argument("--key", required=True, help="where to write study_key.json (keep it from the raters)")
+    q.add_argument("--suite", required=True)
+    q.add_argument("--reference", default="apfo", help="the method compared with every other (default apfo)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the left/right draw (recorded in the key)")
+    q.set_defaults(func=cmd_preference)
+    q = actions.add_parser("tally", help="merge raters' exported vote files into win/tie/lose percentages")
+    q.add_argument("votes", nargs="+", help="votes-*.json files exported from the study page")
+    q.add_argument("--key", default="study_key.json", help="the study's key (written beside the study folder)")
+    q.add_argument("--out", default="preference", help="output prefix: PREFIX.csv, .md (the table), .png")
+    q.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for the 95 %% intervals")
+    q.set_defaults(func=cmd_preference)
+    q = actions.add_parser("judge", help="automatic judge: the suite's CLIP scores vote on the study's pairs")
+    q.add_argument("--key", required=True, help="the study's key")
+    q.add_argument("--out", required=True, help="the judge's vote file (.json); its tally goes beside it")
+    q.add_argument("--margin", type=float, default=0.5, help="CLIP-score difference (points) below which it is a tie")
+    q.add_argument("--clip-model", help="name of the CLIP model, for the table's caption")
+    q.add_argument("--resamples", type=int, default=2000)
+    q.set_defaults(func=cmd_preference)
     p = sub.add_parser("train-toy-prior", help="train the embedded toy priors (SD 2.x and SDXL-refiner format)")
     p.add_argument("--output-dir", default="models")
     p.add_argument("--seed", type=int, default=0)
@@ -381,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from dreamflow.config import ConfigError
+    from dreamflow.evaluate.preference import StudyError
     from dreamflow.export.extract import EmptyMeshError
     from dreamflow.io import CorruptCheckpointError
     from dreamflow.priors.base import ModelNotFoundError
@@ -389,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ModelNotFoundError, PromptFileError, CorruptCheckpointError, EmptyMeshError) as error:
+    except (ConfigError, ModelNotFoundError, PromptFileError, CorruptCheckpointError, EmptyMeshError,
+            StudyError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -8,3 +8,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
+# The report's 3D viewer and the glTF validator (npm registry); without npm the report still works.
+bash scripts/build_viewer.sh || echo "warning: 3D viewer not built; reports fall back to turntables" >&2

@@ -1,3 +1,5 @@
+import math
+
 import torch
 
 from dreamflow.render.cameras import (
@@ -166,6 +168,12 @@ def test_pattern_error_is_blind_to_phase_but_not_to_kind_colour_or_absence():
     assert shifted["pattern_error"] < 0.05 and shifted["detail_error"] > 1.5 * flat["detail_error"]
     for wrong in ["a red cylinder with blue checks", "a red cylinder with blue dots", "a red cylinder with green stripes"]:
         assert score(wrong)["pattern_error"] > 0.6, wrong
+    # Without a true pattern there is nothing to compare spectra with: not a number, not 10^5.
+    plain = parse_toy_prompt("a red cylinder")
+    plain_truth = render_scene(plain, cameras, 128)
+    striped = render_scene(scene, cameras, 128)
+    plain_scores = image_metrics(plain, cameras, striped["mask"], striped["albedo"], 128, plain_truth)
+    assert math.isnan(plain_scores["pattern_error"]) and plain_scores["detail_error"] > 0
 
 
 def test_texture_metrics_separate_the_texture_from_the_geometry():

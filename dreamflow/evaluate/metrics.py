@@ -159,13 +159,32 @@ def strip_indices(rows: tuple[int, ...], n_views: int) -> tuple[int, ...]:
 
 def save_stage_strip(views: dict, truth: dict | None, path: Path, rows: tuple[int, ...] = STRIP_ROWS) -> Path:
     """stages.png: two held-out views (rows) of the truth (toy prompts), stage 1, 2 and 3 (columns),
-    all rendered at the final resolution, so detail the first stage cannot hold is visible."""
+    all rendered at the final resolution, so detail the first stage cannot hold is visible; a header
+    band names each column."""
     import numpy as np
 
     columns = [] if truth is None else [truth["rgb"]]
     columns += [view.rgb.cpu().float() for view in views.values()]
+    labels = ([] if truth is None else ["truth"]) + [f"stage {name.removeprefix('stage')}" for name in views]
     rows = strip_indices(rows, len(columns[0]))
     grid = torch.cat([torch.cat([column[row] for column in columns], dim=1) for row in rows], dim=0)
     pixels = (grid.clamp(0, 1) * 255).round().byte().numpy()
-    atomic_write_bytes(path, lambda stream: Image.fromarray(np.ascontiguousarray(pixels)).save(stream, format="PNG"))
+    image = label_columns(Image.fromarray(np.ascontiguousarray(pixels)), labels)
+    atomic_write_bytes(path, lambda stream: image.save(stream, format="PNG"))
     return path
+
+
+def label_columns(image: Image.Image, labels: list[str]) -> Image.Image:
+    """`image` with a white header band naming its equal-width columns."""
+    from PIL import ImageDraw, ImageFont
+
+    width = image.width // len(labels)
+    size = max(10, min(18, width // 7))
+    band = size + 8
+    out = Image.new("RGB", (image.width, image.height + band), "white")
+    out.paste(image, (0, band))
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=size)
+    for i, label in enumerate(labels):
+        draw.text((i * width + width / 2, band / 2), label, fill="black", font=font, anchor="mm")
+    return out

@@ -1,11 +1,12 @@
-"""`dreamflow summarize`: suite tables (pandas), R-precision, plots and a self-contained report.html."""
+"""`dreamflow summarize`: suite tables (pandas), R-precision, plots and report.html.
+
+summary.csv keeps the machine names of metrics.json; summary.md and report.html show readable
+names with units and arrows (`metric_names`). The page itself is `report_html`.
+"""
 
 from __future__ import annotations
 
-import base64
-import html
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -14,14 +15,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from dreamflow.evaluate.metric_names import (  # noqa: E402
+    ASSET_METRICS,
+    HEADLINE_STAGE_METRICS,
+    STAGE_LABELS,
+    STAGE_METRICS,
+    STAGES,
+    TIMING_METRICS,
+)
 from dreamflow.io import atomic_write_bytes  # noqa: E402
 from dreamflow.training.status import describe, find_failures  # noqa: E402
 
-COLUMNS = ["method", "seed", "prompt", "status", "clip_score", "clip_rank", "stage1_iou", "stage1_colour_error",
-           "stage2_iou", "stage3_iou", "stage3_colour_error", "stage1_detail_error", "stage2_detail_error",
-           "stage3_detail_error", "stage1_pattern_error", "stage2_pattern_error", "stage3_pattern_error",
-           "stage3_chamfer", "stage3_chamfer_relative",
-           "seconds_stage1", "seconds_extract_mesh", "seconds_stage2", "seconds_stage3", "seconds_total"]
+IDENTITY = ["method", "seed", "prompt", "status"]
+STAGE_COLUMNS = [f"{stage}_{key}" for key in STAGE_METRICS for stage in STAGES] + ["stage3_chamfer"]
+COLUMNS = IDENTITY + ["clip_score", "clip_rank", *STAGE_COLUMNS, *TIMING_METRICS, "seconds_total"]
 
 
 def load_metrics(paths: list[str], labels: list[dict] | None = None) -> pd.DataFrame:
@@ -61,67 +68,114 @@ def r_precision(frame: pd.DataFrame) -> pd.Series:
     return frame.assign(r_precision=frame.apply(hit, axis=1)).groupby("method")["r_precision"].mean()
 
 
+def method_means(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean of every numeric metric per method, R-precision, asset and failure counts (integers)."""
+    numeric = [c for c in COLUMNS if c not in IDENTITY]
+    means = table.groupby("method")[numeric].mean(numeric_only=True)
+    means["r_precision"] = r_precision(frame)
+    means["assets"] = table.groupby("method").size()
+    not_ok = table[table["status"] != "ok"].groupby("method").size()
+    means["failed_or_missing"] = not_ok.reindex(means.index).fillna(0).astype(int)
+    return means.reset_index()
+
+
+def readable_columns(headline: bool) -> list[tuple[str, str, str]]:
+    """(machine column, group header, sub-header) of the people-facing tables, in order."""
+    columns = [("clip_score", ASSET_METRICS["clip_score"].header, "")]
+    keys = HEADLINE_STAGE_METRICS if headline else tuple(STAGE_METRICS)
+    for key in keys:
+        columns += [(f"{stage}_{key}", STAGE_METRICS[key].header, STAGE_LABELS[stage]) for stage in STAGES]
+    if headline:
+        columns.append(("stage3_chamfer_relative", STAGE_METRICS["chamfer_relative"].header, "S3"))
+    else:
+        columns.insert(1, ("clip_rank", ASSET_METRICS["clip_rank"].header, ""))
+        columns += [(key, metric.header, "") for key, metric in TIMING_METRICS.items()]
+    columns.append(("seconds_total", ASSET_METRICS["seconds_total"].header, ""))
+    return columns
+
+
+def metric_of(column: str):
+    """The `Metric` that formats a machine column."""
+    if column in ASSET_METRICS:
+        return ASSET_METRICS[column]
+    if column in TIMING_METRICS:
+        return TIMING_METRICS[column]
+    return STAGE_METRICS[column.split("_", 1)[1]]
+
+
+def _markdown(frame: pd.DataFrame, identity: list[tuple[str, str]], columns: list[tuple[str, str, str]]) -> str:
+    data = {label: frame[key].astype(str) if key != "seed" else frame[key] for key, label in identity}
+    for key, group, sub in columns:
+        data[f"{group} {sub}".strip()] = [metric_of(key).format(v) for v in frame[key]]
+    return pd.DataFrame(data).to_markdown(index=False)
+
+
 def summarize_suite(metrics: list[str], out_dir: str | Path, suite: str,
                     labels: list[dict] | None = None) -> dict[str, Path]:
-    """summary.csv/.md, quality_vs_time.png and report.html; failed or missing assets stay as rows."""
+    """summary.csv/.md, plots and report.html (+ report_files/); failed or missing assets stay as rows."""
+    from dreamflow.evaluate.report_html import write_report
+
     out_dir = Path(out_dir)
     frame = load_metrics(metrics, labels)
-    table = frame[COLUMNS + ["metrics_file"]].sort_values(["method", "prompt", "seed"])
+    table = frame[COLUMNS + ["metrics_file"]].sort_values(["prompt", "seed", "method"]).reset_index(drop=True)
     paths = {"csv": out_dir / "summary.csv", "md": out_dir / "summary.md", "html": out_dir / "report.html",
-             "plot": out_dir / "quality_vs_time.png"}
+             "plot": out_dir / "quality_vs_time.png", "stages_plot": out_dir / "metrics_by_stage.png",
+             "files": out_dir / "report_files"}
     atomic_write_bytes(paths["csv"], lambda s: s.write(table.to_csv(index=False).encode()))
-    numeric = [c for c in COLUMNS if c not in ("method", "seed", "prompt", "status")]
-    per_method = table.groupby("method")[numeric].mean(numeric_only=True)
-    per_method["r_precision"] = r_precision(frame)
-    per_method["assets"] = table.groupby("method").size()
-    not_ok = table[table["status"] != "ok"].groupby("method").size()
-    per_method["failed_or_missing"] = not_ok.reindex(per_method.index).fillna(0)
-    markdown = (f"# Suite `{suite}`\n\n## Mean per method\n\n{per_method.round(4).to_markdown()}\n\n"
-                f"## Per asset\n\n{table.drop(columns=['metrics_file']).round(4).to_markdown(index=False)}\n")
+    per_method = method_means(table, frame)
+    method_identity = [("method", "Method"), ("assets", "Assets"), ("failed_or_missing", "Failed or missing")]
+    asset_identity = [("prompt", "Prompt"), ("method", "Method"), ("seed", "Seed"), ("status", "Status")]
+    per_method_columns = readable_columns(headline=True)
+    per_method_columns.insert(1, ("r_precision", ASSET_METRICS["r_precision"].header, ""))
+    markdown = (f"# Suite `{suite}`\n\n↑ higher is better, ↓ lower is better; S1-S3 are the stages, each scored "
+                f"at the final resolution against the toy world's truth (– where a prompt has none).\n\n"
+                f"## Mean per method\n\n{_markdown(per_method, method_identity, per_method_columns)}\n\n"
+                f"## Per asset\n\n{_markdown(table, asset_identity, readable_columns(headline=True))}\n\n"
+                f"## Per asset, all metrics\n\n{_markdown(table, asset_identity, readable_columns(headline=False))}\n")
     atomic_write_bytes(paths["md"], lambda s: s.write(markdown.encode()))
-    _plot(table, paths["plot"])
-    _html(suite, table, per_method, paths)
+    plot_quality_vs_time(table, paths["plot"])
+    plot_metrics_by_stage(table, paths["stages_plot"])
+    write_report(suite, table, per_method, paths)
     return paths
 
 
-def _plot(table: pd.DataFrame, path: Path) -> None:
+def plot_quality_vs_time(table: pd.DataFrame, path: Path) -> None:
     quality = [c for c in ("clip_score", "stage3_iou") if table[c].notna().any()]
-    fig, axes = plt.subplots(1, max(1, len(quality)), figsize=(5 * max(1, len(quality)), 4), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(quality)), figsize=(4.5 * max(1, len(quality)), 3.4), squeeze=False)
     for ax, column in zip(axes[0], quality or ["clip_score"]):
         for method, group in table.groupby("method"):
-            ax.scatter(group["seconds_total"], group[column], label=method)
-        ax.set_xlabel("wall time per asset (s, Snakemake benchmark)")
-        ax.set_ylabel(column)
+            ax.scatter(group["seconds_total"] / 60, group[column], label=method)
+        ax.set_xlabel("wall time per asset (min, Snakemake benchmark)")
+        ax.set_ylabel(metric_of(column).header + ("" if column == "clip_score" else " (stage 3)"))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
-def _html(suite: str, table: pd.DataFrame, per_method: pd.DataFrame, paths: dict[str, Path]) -> None:
-    plot = base64.b64encode(paths["plot"].read_bytes()).decode()
-    cards = []
-    for _, row in table.iterrows():
-        asset = Path(row["metrics_file"]).parent
-        turntable = asset / "stage3" / "turntable.gif"
-        source = os.path.relpath(turntable, paths["html"].parent)
-        status = html.escape(str(row["status"]))
-        picture = (f"<img src='{html.escape(source)}' width='192'>" if turntable.exists()
-                   else "<div style='width:192px;height:96px;background:#fdd'>no turntable</div>")
-        strip = asset / "stages.png"  # truth | stage 1 | 2 | 3 at the final resolution
-        if strip.exists():
-            picture += f"<br><img src='{html.escape(os.path.relpath(strip, paths['html'].parent))}' height='192'>"
-        cards.append(f"<figure>{picture}<figcaption>{html.escape(str(row['prompt']))}"
-                     f"<br>{html.escape(str(row['method']))} seed {row['seed']} - {status}, CLIP "
-                     f"{row['clip_score']:.1f}</figcaption></figure>")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>DreamFlow suite {html.escape(suite)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px}}
-figure{{display:inline-block;margin:8px;text-align:center}}</style></head><body>
-<h1>DreamFlow suite <code>{html.escape(suite)}</code></h1>
-<h2>Mean per method</h2>{per_method.round(4).to_html()}
-<h2>Quality against time</h2><img src="data:image/png;base64,{plot}">
-<h2>Turntables (stage 3)</h2>{''.join(cards)}
-<h2>Per asset</h2>{table.drop(columns=['metrics_file']).round(4).to_html(index=False)}
-</body></html>"""
-    atomic_write_bytes(paths["html"], lambda s: s.write(page.encode()))
+def plot_metrics_by_stage(table: pd.DataFrame, path: Path) -> None:
+    """One panel per toy metric: each asset across stages 1-3 (thin) and the mean per method (bold)."""
+    keys = [key for key in STAGE_METRICS if table[[f"{s}_{key}" for s in STAGES]].notna().any().any()]
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(2.9 * max(1, len(keys)), 2.9), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, key in zip(axes[0], keys):
+        metric = STAGE_METRICS[key]
+        for i, (method, group) in enumerate(table.groupby("method")):
+            values = group[[f"{s}_{key}" for s in STAGES]].to_numpy(dtype=float) * metric.scale
+            colour = colours[i % len(colours)]
+            for row in values:
+                ax.plot([1, 2, 3], row, color=colour, alpha=0.3, linewidth=0.8)
+            ax.plot([1, 2, 3], pd.DataFrame(values).mean().to_numpy(), color=colour, marker="o", linewidth=2,
+                    label=method)
+        ax.set_xticks([1, 2, 3], ["stage 1", "stage 2", "stage 3"])
+        ax.set_title(metric.header, fontsize=10)
+        ax.grid(alpha=0.3)
+    if not keys:
+        axes[0][0].text(0.5, 0.5, "no ground truth for these prompts", ha="center", va="center")
+        axes[0][0].set_axis_off()
+    else:
+        axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

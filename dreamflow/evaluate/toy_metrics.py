@@ -71,6 +71,8 @@ def image_metrics(scene: ToyScene, cameras: Cameras, alpha: torch.Tensor, albedo
     * `pattern_error`: the same high-pass images compared by their amplitude spectra
       (`pattern_spectrum_error`): blind to the pattern's phase, which a prompt does not fix, but
       not to its kind, period, orientation or colours. 0 = the true pattern, 1 = a flat colour.
+      NaN for a scene without a pattern: it is relative to the true pattern's spectrum, which is
+      then only the faint shading of flat colours (its ratio reaches 10^5 and means nothing).
 
     `truth`: `render_scene(scene, cameras, resolution)` when the caller already has it.
     """
@@ -99,7 +101,7 @@ def image_metrics(scene: ToyScene, cameras: Cameras, alpha: torch.Tensor, albedo
         detail_error = float((detail[inner] - detail_truth[inner]).norm(dim=-1).mean())
         detail_energy = float(detail_truth[inner].norm(dim=-1).mean())
         detail_amount = float(detail[inner].norm(dim=-1).mean())
-        pattern_error = pattern_spectrum_error(detail, detail_truth, inner)
+        pattern_error = pattern_spectrum_error(detail, detail_truth, inner) if scene.patterned else float("nan")
     else:
         detail_error = detail_energy = detail_amount = pattern_error = float("nan")
     return {"iou": iou, "colour_error": colour_error, "detail_error": detail_error, "detail_energy": detail_energy,

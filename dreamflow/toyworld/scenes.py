@@ -132,6 +132,11 @@ class ToyScene:
                              f"got {self.pattern_colour!r}")
 
     @property
+    def patterned(self) -> bool:
+        """Whether any object of the scene carries a pattern (stripes, checks, dots)."""
+        return self.pattern != "plain" or (self.below is not None and self.below.patterned)
+
+    @property
     def object_prompt(self) -> str:
         article = "an" if self.colour[0] in "aeiou" else "a"
         text = f"{article} {self.colour} {self.shape}"

@@ -120,7 +120,16 @@ def suite_targets():
         seed=config["seeds"],
         name=["stage3/mesh.glb", "metrics.json"],
     )
-    return assets + [os.path.join(RESULTS, SUITE, name) for name in ("summary.csv", "summary.md", "report.html")]
+    names = ["summary.csv", "summary.md", "report.html"]
+    if has_preference_study():
+        names += ["study/index.html", "preference_judge.md"]
+    return assets + [os.path.join(RESULTS, SUITE, name) for name in names]
+
+
+def has_preference_study():
+    """A suite with the study's reference method and at least one other gets the preference study."""
+    methods = config["methods"]
+    return config["preference"]["reference"] in methods and len(methods) >= 2
 
 
 def all_metrics(wildcards):

@@ -1,4 +1,5 @@
-# Suite aggregate: summary.csv (pandas), summary.md per method, plots and report.html.
+# Suite aggregate: summary.csv (pandas), summary.md, plots and report.html (+ report_files/:
+# the 3D viewer and each asset's .glb as scripts, so the page works from file://).
 
 
 localrules:
@@ -13,6 +14,8 @@ rule summarize:
         md=suite_file("summary.md"),
         html=suite_file("report.html"),
         plot=report(suite_file("quality_vs_time.png"), category="Summary", caption="../report/quality_vs_time.rst"),
+        stages_plot=suite_file("metrics_by_stage.png"),
+        files=directory(suite_file("report_files")),
     params:
         out_dir=lambda wildcards, output: str(Path(output.csv).parent),
     conda:
