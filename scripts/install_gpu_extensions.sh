@@ -1,9 +1,29 @@
 #!/usr/bin/env bash
-# Build and install the CUDA extensions (tinycudann hash grid, nvdiffrast rasteriser) against the
-# installed torch, in the active environment (see environment.yml). Run it on a GPU node, or on a
-# GPU-less build node with TCNN_CUDA_ARCHITECTURES set (e.g. "80;90" for A100 and H100).
-#   bash scripts/install_gpu_extensions.sh
+# Install the CUDA extensions (tinycudann hash grid, nvdiffrast rasteriser) against the installed
+# torch, in the active environment (see environment.yml), then say which back end each part uses.
+#
+#   bash scripts/install_gpu_extensions.sh                      # build from upstream sources (needs internet)
+#   bash scripts/install_gpu_extensions.sh --wheels-to DIR      # build wheels into DIR (login node), no install
+#   bash scripts/install_gpu_extensions.sh --wheelhouse DIR     # install from wheels in DIR (offline compute node),
+#                                                               # building only what DIR lacks
+#
+# Clusters whose compute nodes have no internet: build the wheels once on a login or build node
+# (`--wheels-to`), copy DIR to shared storage, install with `--wheelhouse DIR` on the nodes. A node
+# without a GPU needs the target architectures: TCNN_CUDA_ARCHITECTURES="80;90" (A100, H100);
+# TORCH_CUDA_ARCH_LIST (nvdiffrast, torch's builder) is derived from it when unset.
 set -euo pipefail
+wheelhouse="" wheels_to=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --wheelhouse) wheelhouse="$2"; shift 2 ;;
+    --wheels-to) wheels_to="$2"; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "error: unknown option $1 (use --wheelhouse DIR or --wheels-to DIR)" >&2; exit 2 ;;
+  esac
+done
+TCNN_SOURCE="git+https://github.com/NVlabs/tiny-cuda-nn/#subdirectory=bindings/torch"
+NVDIFFRAST_SOURCE="git+https://github.com/NVlabs/nvdiffrast"
+
 python - <<'PY'
 import re, shutil, subprocess, sys
 import torch
@@ -18,17 +38,48 @@ if version.group(1) != torch.version.cuda.split(".")[0]:
              "torch's extension builder refuses a major-version mismatch; install the matching toolkit")
 print(f"torch {torch.__version__} (CUDA {torch.version.cuda}), nvcc {version.group(1)}.{version.group(2)}: ok")
 PY
-if [ -z "${TCNN_CUDA_ARCHITECTURES:-}" ]; then
+
+needs_build() {  # a package is built unless the wheelhouse has its wheel
+  [ -z "$wheelhouse" ] || ! ls "$wheelhouse"/"$1"-*.whl >/dev/null 2>&1
+}
+if { needs_build tinycudann || needs_build nvdiffrast; } && [ -z "${TCNN_CUDA_ARCHITECTURES:-}" ]; then
   if command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1; then
     TCNN_CUDA_ARCHITECTURES=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d '.')
   else
-    echo "error: no GPU visible: set TCNN_CUDA_ARCHITECTURES (e.g. 80 for A100, 90 for H100)" >&2
+    echo "error: no GPU visible to build for: set TCNN_CUDA_ARCHITECTURES (e.g. 80 for A100, 90 for H100, \"80;90\")" >&2
     exit 1
   fi
 fi
-export TCNN_CUDA_ARCHITECTURES
-echo "building tinycudann for compute capability ${TCNN_CUDA_ARCHITECTURES}"
-# --no-build-isolation: the extensions compile against the torch already installed here.
-pip install --no-build-isolation "git+https://github.com/NVlabs/tiny-cuda-nn/#subdirectory=bindings/torch"
-pip install --no-build-isolation "git+https://github.com/NVlabs/nvdiffrast"
-python -c "import tinycudann, nvdiffrast.torch; print('tinycudann and nvdiffrast import')"
+if [ -n "${TCNN_CUDA_ARCHITECTURES:-}" ]; then
+  export TCNN_CUDA_ARCHITECTURES
+  # torch's builder (nvdiffrast) wants "8.0;9.0" where tiny-cuda-nn takes "80;90".
+  export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-$(echo "$TCNN_CUDA_ARCHITECTURES" | sed -E 's/([0-9])([0-9])/\1.\2/g')}"
+  echo "building for TCNN_CUDA_ARCHITECTURES=$TCNN_CUDA_ARCHITECTURES TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST"
+fi
+
+if [ -n "$wheels_to" ]; then
+  mkdir -p "$wheels_to"
+  # --no-build-isolation: the extensions compile against the torch already installed here.
+  pip wheel --no-deps --no-build-isolation -w "$wheels_to" "$TCNN_SOURCE" "$NVDIFFRAST_SOURCE"
+  ls -l "$wheels_to"
+  echo "wheels in $wheels_to: install them with  bash scripts/install_gpu_extensions.sh --wheelhouse $wheels_to"
+  exit 0
+fi
+for package in tinycudann nvdiffrast; do
+  if needs_build "$package"; then
+    source=$([ "$package" = tinycudann ] && echo "$TCNN_SOURCE" || echo "$NVDIFFRAST_SOURCE")
+    echo "$package: building from $source"
+    pip install --no-build-isolation "$source"
+  else
+    echo "$package: installing from $wheelhouse"
+    pip install --no-index --no-deps --find-links "$wheelhouse" "$package"
+  fi
+done
+python - <<'PY'
+from dreamflow.geometry.hashgrid import tcnn_available
+from dreamflow.render.rasterize import nvdiffrast_available
+import torch
+print(f"CUDA device: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none visible'}")
+print(f"hash grid:   {'tinycudann' if tcnn_available() else 'pure PyTorch (tinycudann needs a visible GPU and the module)'}")
+print(f"rasteriser:  {'nvdiffrast (CUDA context)' if nvdiffrast_available() else 'pure PyTorch (nvdiffrast needs a visible GPU and the module)'}")
+PY

@@ -7,6 +7,13 @@ simulated-CUDA tensor and a CPU tensor with one or more dimensions (what CUDA re
 tensors are allowed there), and every `.numpy()` of a CUDA tensor, is recorded with the
 dreamflow frames that called it.
 
+It also records what would make the host wait for the GPU (`syncs`): reading a CUDA tensor's
+value (`.item()`, `float()`, `bool()`, `.tolist()`, a copy to the CPU), and operations whose output
+size depends on the data (`nonzero`, boolean-mask indexing, `masked_select`, `unique`, `bincount`,
+`repeat_interleave` with tensor repeats) or that check their result on the host (`linalg.inv`);
+and every blocking host-to-device copy (`h2d`): a CPU tensor moved to CUDA, or a CUDA tensor made
+from Python data. `counting` switches both records on (the tests count a training step's).
+
 Limits: code inside autograd backward passes is not checked (the engine hands it plain tensors);
 CUDA-only numerics (fp16 kernels, tcnn, nvdiffrast) are not simulated.
 """
@@ -29,6 +36,35 @@ NOT_COMPUTING = {torch._has_compatible_shallow_copy_type, torch.Tensor.copy_}
 
 def _is_cuda(device) -> bool:
     return isinstance(device, (str, torch.device)) and torch.device(device).type == "cuda"
+
+
+# Reading a CUDA tensor's value on the host waits for every queued kernel.
+SYNC_READS = {torch.Tensor.item, torch.Tensor.__float__, torch.Tensor.__int__, torch.Tensor.__bool__,
+              torch.Tensor.__index__, torch.Tensor.tolist, torch.Tensor.numpy}
+# Output size depends on the data (the host must read it), or the result is checked on the host.
+SYNC_OPS = {torch.nonzero, torch.Tensor.nonzero, torch.argwhere, torch.masked_select, torch.Tensor.masked_select,
+            torch.unique, torch.Tensor.unique, torch.unique_consecutive, torch.bincount, torch.Tensor.bincount,
+            torch.linalg.inv, torch.inverse, torch.Tensor.inverse, torch.nonzero_static}
+HOST_DATA_FACTORIES = {torch.tensor, torch.as_tensor, torch.asarray}
+
+
+class SimulatedCudaGenerator(torch.Generator):
+    """`torch.Generator(device="cuda")` in the simulation: a CPU generator standing for a CUDA one."""
+
+    def __new__(cls, device=None):
+        return super().__new__(cls, "cpu")
+
+    def __init__(self, device=None):
+        super().__init__()
+        self.simulated_device = torch.device(device) if device is not None else torch.device("cpu")
+
+
+def _on_simulated_cuda(generator) -> bool:
+    return getattr(generator, "simulated_device", torch.device("cpu")).type == "cuda"
+
+
+def _is_mask(index) -> bool:
+    return isinstance(index, torch.Tensor) and index.dtype in (torch.bool, torch.uint8)
 
 
 DEVICE_QUERIES = {torch.Tensor.device.__get__: CUDA, torch.Tensor.is_cuda.__get__: True, torch.Tensor.get_device: 0}
@@ -71,27 +107,54 @@ class SimulatedCuda(TorchFunctionMode):
     def __init__(self):
         super().__init__()
         self.violations: list[Violation] = []
+        self.syncs: list[Violation] = []  # host waits for the GPU (recorded while `counting`)
+        self.h2d: list[Violation] = []  # blocking host-to-device copies (recorded while `counting`)
+        self.counting = False
         self.paused = False  # inside a custom autograd Function (see `_function_apply`)
 
-    def record(self, operation: str) -> None:
+    def record(self, operation: str, into: list | None = None) -> None:
         frames = [f"{f.filename.split('dreamflow/')[-1]}:{f.lineno} {f.name}" for f in traceback.extract_stack()
                   if "/dreamflow/" in f.filename and "simulated_cuda" not in f.filename]
-        self.violations.append(Violation(operation, frames[-4:][::-1]))
+        (self.violations if into is None else into).append(Violation(operation, frames[-4:][::-1]))
+
+    def _count(self, func, args, kwargs) -> None:
+        """Record a synchronisation or a blocking host-to-device copy, while counting."""
+        name = getattr(func, "__qualname__", getattr(func, "__name__", str(func)))
+        first = args[0] if args else None
+        on_cuda = isinstance(first, SimulatedCudaTensor)
+        if func in SYNC_READS and on_cuda:
+            self.record(f"{name} reads a CUDA value", self.syncs)
+        elif func in SYNC_OPS and any(isinstance(t, SimulatedCudaTensor) for t in tree_flatten((args, kwargs))[0]):
+            self.record(f"{name} (data-dependent size or host check)", self.syncs)
+        elif func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__) and on_cuda:
+            indices, _ = tree_flatten(args[1] if len(args) > 1 else ())
+            if any(_is_mask(i) for i in indices):
+                self.record(f"{name} with a boolean mask", self.syncs)
+        elif func in (torch.repeat_interleave, torch.Tensor.repeat_interleave) and on_cuda:
+            repeats = args[1] if len(args) > 1 else kwargs.get("repeats")
+            if isinstance(repeats, torch.Tensor) and kwargs.get("output_size") is None:
+                self.record(f"{name} with tensor repeats", self.syncs)
+        elif func in HOST_DATA_FACTORIES and _is_cuda(kwargs.get("device")) and not isinstance(first, torch.Tensor):
+            self.record(f"{name} of host data on CUDA (blocking copy)", self.h2d)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in DEVICE_QUERIES and isinstance(args[0], SimulatedCudaTensor):
             return DEVICE_QUERIES[func]
+        if self.counting and not self.paused and torch._C._current_autograd_node() is None:
+            self._count(func, args, kwargs)
         if func == torch.Tensor.grad.__get__ and isinstance(args[0], SimulatedCudaTensor):  # (a new wrapper each access)
             return to_simulated(func(*args))  # the autograd engine's gradients of a CUDA tensor are on CUDA
         if func in MOVES:
             return self._move(func, args, kwargs)
+        generator = kwargs.get("generator")
         if _is_cuda(kwargs.get("device")):  # a factory: torch.zeros(..., device="cuda")
-            generator = kwargs.get("generator")
-            if generator is not None and generator.device.type != "cuda":
+            if generator is not None and not _on_simulated_cuda(generator):
                 self.record(f"{getattr(func, '__name__', func)} with a CPU generator for a CUDA tensor")
             kwargs = {**kwargs, "device": "cpu"}
             return tree_map(to_simulated, func(*args, **kwargs))
+        if generator is not None and _on_simulated_cuda(generator):  # CUDA would refuse a CPU tensor from it
+            self.record(f"{getattr(func, '__name__', func)} draws from a CUDA generator onto the CPU")
         if func is torch.Tensor.numpy and isinstance(args[0], SimulatedCudaTensor):
             self.record("Tensor.numpy of a CUDA tensor")
         elif not self.paused and torch._C._current_autograd_node() is None:
@@ -148,6 +211,11 @@ class SimulatedCuda(TorchFunctionMode):
             return to_simulated(result) if to_cuda else result
         if result.data_ptr() == plain.data_ptr():
             result = result.clone()  # a real move copies; the source keeps its device
+        if self.counting and not self.paused and plain.numel() > 0:
+            if to_cuda:
+                self.record(f"{plain.numel()}-element {plain.dtype} tensor copied to CUDA", self.h2d)
+            else:
+                self.record("CUDA tensor copied to the CPU", self.syncs)
         return to_simulated(result) if to_cuda else result
 
 
@@ -172,6 +240,7 @@ def simulated_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "simulated CUDA device")
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
     monkeypatch.setattr(torch.accelerator, "current_stream", lambda *a, **k: _NoStream())
+    monkeypatch.setattr(torch, "Generator", SimulatedCudaGenerator)
     previous = torch.__future__.get_overwrite_module_params_on_conversion()
     torch.__future__.set_overwrite_module_params_on_conversion(True)  # Module.to keeps the tensor subclass
     mode = SimulatedCuda()

@@ -103,13 +103,19 @@ class RecordingPrior(StubPrior):
         return 0.25 * x_t * (1 + self.lora)
 
 
+def read_scalars(info: dict) -> dict:
+    from dreamflow.device import read_scalars as read
+
+    return read(info)
+
+
 def run_guidance(method: str, steps: int, **overrides) -> tuple[list[dict], list[float]]:
     prior = RecordingPrior()
     guidance = make_guidance(prior, GuidanceConfig(method=method, t_max=0.98, t_min=0.2, num_timesteps=5,
                                                    **overrides), iterations=steps, seed=0)
     text = TextEmbeddings(torch.zeros(1, 3, 4), torch.zeros(1, 3, 4))
-    infos = [guidance(torch.randn(1, 4, 8, 8, requires_grad=True), text, torch.zeros(1, 16), step).info
-             for step in range(steps)]
+    infos = [read_scalars(guidance(torch.randn(1, 4, 8, 8, requires_grad=True), text, torch.zeros(1, 16), step).info)
+             for step in range(steps)]  # a method's info holds device scalars, read as the trainer does
     return infos, prior.calls
 
 

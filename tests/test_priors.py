@@ -103,6 +103,7 @@ def test_samples_at_64_px_draw_patterns_and_stacks(toy_prior):
     assert result["colour"] >= 0.9 and result["shape"] >= 0.8 and result["pattern"] >= 0.8
 
 
+@pytest.mark.slow  # the shipped refiner's quality (about 1 min); the refiner's code paths run in every stage-3 test
 def test_refiner_img2img_keeps_prompt_colour_shape_and_pattern():
     """The toy refiner (SDXL-refiner format) turns 64-px renders of patterned and stacked scenes into
     128-px ones as sharp as true renders, keeping the shape and most colours and patterns.

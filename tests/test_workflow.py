@@ -162,6 +162,7 @@ def test_exported_glb_round_trips_with_uvs_and_texture(smoke_run):
     assert 0.0 <= mesh.visual.uv.min() and mesh.visual.uv.max() <= 1.0
 
 
+@pytest.mark.slow  # four Snakemake runs of the smoke suite (about 3.5 min); stage-level kills stay in the default run
 def test_kill_at_random_points_then_rerun_matches_the_uninterrupted_run(smoke_run, tmp_path):
     """SIGKILL a stage during optimisation, export and a checkpoint write; rerun after each kill.
 

@@ -1,4 +1,11 @@
-"""Throughput per stage, method and back end: iterations/s, UNet share of the time, peak memory.
+"""Throughput per stage, method and back end: s/iteration against the method's floor, host-device
+synchronisations, UNet share of the time, peak memory.
+
+The floor is what the method itself costs: the same iteration with random images in place of the
+3D model's renders (VAE encode with gradients, the method's UNet calls and its LoRA step, the
+backward to the images). Everything above it is the 3D model, its renderer and their back ends.
+On CUDA, synchronisations are counted with torch's sync debug mode (every op that makes the host
+wait warns once), per iteration.
 
 Each (stage, method) is measured in its own process so that peak memory (RSS, and CUDA's
 `max_memory_allocated` on a GPU) belongs to that measurement alone. Stages 2-3 are timed on an
@@ -18,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import pandas as pd
 import torch
@@ -60,9 +68,49 @@ def _mesh_model(config):
     return TexturedMesh(torch.as_tensor(sphere.vertices), torch.as_tensor(sphere.faces), config)
 
 
+def floor_step(trainer) -> None:
+    """One iteration of the method alone: random images at the stage's render size instead of renders."""
+    from dreamflow.render.cameras import sample_cameras
+
+    c = trainer.stage_config
+    device = trainer.prior.device_
+    size = c.resolution * c.supersample
+    images = torch.rand(c.batch_size, 3, size, size, device=device, generator=trainer.device_generator)
+    images = torch.nn.functional.avg_pool2d(images, c.supersample).requires_grad_(True)
+    latents = trainer.prior.encode_images(images)
+    cameras = sample_cameras(trainer.config.camera, c.batch_size, trainer.device_generator, device)
+    text = trainer.prior.text_embeddings(trainer.prompt, cameras)
+    trainer.guidance(latents, text, cameras.conditioning(), trainer.step).loss.backward()
+
+
+def count_syncs(step, device: torch.device, repeats: int) -> float:
+    """Host-device synchronisations per call of `step` (CUDA: torch's sync debug mode; NaN elsewhere)."""
+    if device.type != "cuda":
+        return float("nan")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for _ in range(repeats):
+                step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught) / repeats
+
+
+def _timed(step, steps: int, device: torch.device) -> float:
+    _sync(device)
+    begin = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return (time.perf_counter() - begin) / steps
+
+
 def measure(config_path: str, stage: str, method: str, steps: int = 20, warmup: int = 3,
             overrides: dict | None = None) -> dict:
-    """Time `steps` training iterations of one stage after `warmup` untimed ones (this process)."""
+    """Time `steps` training iterations of one stage after `warmup` untimed ones (this process), then
+    the method's floor over as many iterations, and count synchronisations per iteration."""
     from dreamflow.config import load_config
     from dreamflow.training.logger import RunLogger
     from dreamflow.training.stages import STAGES, StageInputs
@@ -77,25 +125,31 @@ def measure(config_path: str, stage: str, method: str, steps: int = 20, warmup: 
         device = trainer.prior.device_
         for trainer.step in range(warmup):
             trainer.train_step()
-        timer = UNetTimer(trainer.prior.unet, device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        _sync(device)
-        begin = time.perf_counter()
-        for trainer.step in range(warmup, warmup + steps):
+        timer = UNetTimer(trainer.prior.unet, device)
+
+        def step():
             trainer.train_step()
-        _sync(device)
-        seconds = (time.perf_counter() - begin) / steps
+            trainer.step += 1
+
+        trainer.step = warmup
+        seconds = _timed(step, steps, device)
+        unet_calls, unet_seconds = timer.calls, timer.seconds
+        peak_gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+        syncs = count_syncs(step, device, min(steps, 3))
+        floor = _timed(lambda: floor_step(trainer), steps, device)
     stage_config = getattr(config, stage)
     return {"stage": stage, "method": method, "resolution": stage_config.resolution,
             "backend": ", ".join(f"{k}={v}" for k, v in trainer.model.backend().items()),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "iterations_per_second": 1 / seconds, "seconds_per_iteration": seconds,
-            "unet_calls_per_iteration": timer.calls / steps, "unet_share": timer.seconds / (seconds * steps),
+            "floor_seconds_per_iteration": floor, "over_floor": seconds / floor,
+            "syncs_per_iteration": syncs,
+            "unet_calls_per_iteration": unet_calls / steps, "unet_share": unet_seconds / (seconds * steps),
             "stage_iterations": stage_config.iterations, "stage_seconds": seconds * stage_config.iterations,
-            "unet_floor_seconds": timer.seconds / steps * stage_config.iterations,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")}
+            "unet_floor_seconds": unet_seconds / steps * stage_config.iterations,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_gpu_mb": peak_gpu}
 
 
 def measure_throughput(config_path: str, stages: tuple[str, ...] | None = None,

@@ -38,13 +38,14 @@ def bake_texture(vertices: np.ndarray, faces: np.ndarray, colour: Callable[[torc
     screen = torch.as_tensor(np.stack([uvs[:, 0] * size, (1 - uvs[:, 1]) * size], -1), dtype=torch.float32)[None]
     w = torch.ones(1, screen.shape[1])
     rasterizer = TorchRasterizer()
-    face_id = rasterizer._visible_faces(screen, w, tri, size)
-    bary, corners = rasterizer._barycentrics(screen, w, tri, face_id, size, clamp=True)
-    points = (bary[..., None] * positions[corners]).sum(-2)[0]  # [S, S, 3]
+    face_id = rasterizer.visible_faces(screen, w, tri, size)
+    pixel = (face_id.reshape(-1) >= 0).nonzero().squeeze(1)  # texels inside a chart, row-major
+    bary, corners = rasterizer.barycentrics(screen, w, tri, pixel, face_id.reshape(-1)[pixel], size, clamp=True)
+    points = (bary[..., None] * positions[corners]).sum(-2)  # [N, 3]
     covered = (face_id[0] >= 0).numpy()
     texture = np.ones((size, size, 3), dtype=np.float32)
     if covered.any():
-        values = torch.cat([colour(chunk) for chunk in points[face_id[0] >= 0].split(65536)])
+        values = torch.cat([colour(chunk) for chunk in points.split(65536)])
         texture[covered] = values.cpu().numpy()
         # Fill texels outside the charts with their nearest baked texel so filtering never bleeds white.
         _, (rows, cols) = ndimage.distance_transform_edt(~covered, return_indices=True)

@@ -156,8 +156,9 @@ class _TableLookup(torch.autograd.Function):
     """out[n, l] = sum_c weights[n, l, c] * table[index[n, l, c]].
 
     The backward scatters into the table with one `bincount` per feature on the int32 indices
-    (deterministic; on this CPU about as fast as autograd's int64 `index_put_`, which the int32
-    gather of all levels at once then beats).
+    on the CPU (deterministic; about as fast as autograd's int64 `index_put_`, which the int32
+    gather of all levels at once then beats), and with `index_add_` on a GPU, where `bincount`
+    reads its output size back from the device and so stalls the host every step.
     """
 
     @staticmethod
@@ -175,8 +176,11 @@ class _TableLookup(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             entries, features = ctx.table_shape
             per_corner = (weights[..., None] * grad_out[..., None, :]).reshape(-1, features)
-            grad_table = torch.stack([torch.bincount(flat, per_corner[:, f], minlength=entries)
-                                      for f in range(features)], dim=1).to(grad_out.dtype)
+            if flat.device.type == "cpu":
+                grad_table = torch.stack([torch.bincount(flat, per_corner[:, f], minlength=entries)
+                                          for f in range(features)], dim=1).to(grad_out.dtype)
+            else:
+                grad_table = per_corner.new_zeros(entries, features).index_add_(0, flat, per_corner)
         if ctx.needs_input_grad[2]:
             grad_weights = (values * grad_out[..., None, :]).sum(-1)
         return grad_table, None, grad_weights

@@ -119,24 +119,22 @@ class TexturedMesh(StageModel):
                generator: torch.Generator | None = None) -> RenderOutput:
         vertices = self.vertices
         normals = vertex_normals(vertices, self.faces)
-        light = light_directions(cameras)[:, None, None, :]
+        light = light_directions(cameras)
         ambient = self.shading.ambient
-        albedo_out = {}
 
-        def shade(attributes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            position, normal = attributes[..., :3], F.normalize(attributes[..., 3:6], dim=-1, eps=1e-12)
-            albedo = self.colour(position.reshape(-1, 3)).view(position.shape)
-            albedo_out["albedo"] = albedo
+        def shade(attributes: torch.Tensor, batch_index: torch.Tensor) -> torch.Tensor:
+            """Covered pixels' (position, normal) [N, 6] -> shaded colour and albedo [N, 6]."""
+            position, normal = attributes[:, :3], F.normalize(attributes[:, 3:6], dim=-1, eps=1e-12)
+            albedo = self.colour(position)
             if shading == "albedo":
-                return albedo
+                return torch.cat([albedo, albedo], dim=-1)
             base = torch.ones_like(albedo) if shading == "textureless" else albedo
-            lambert = (normal * light).sum(-1, keepdim=True).clamp(min=0)
-            return base * (ambient + (1 - ambient) * lambert)
+            lambert = (normal * light[batch_index]).sum(-1, keepdim=True).clamp(min=0)
+            return torch.cat([base * (ambient + (1 - ambient) * lambert), albedo], dim=-1)
 
         out = self.rasterizer(vertices, self.faces, torch.cat([vertices, normals], dim=-1), cameras, resolution,
                               shade, self.background_color)
-        albedo = out.alpha * albedo_out["albedo"] + (1 - out.alpha) * self.background_color
-        return RenderOutput(out.rgb, out.alpha, torch.zeros_like(out.alpha), albedo)
+        return RenderOutput(out.rgb[..., :3], out.alpha, torch.zeros_like(out.alpha), out.rgb[..., 3:])
 
     def regularisers(self, stage: StageConfig, output: RenderOutput) -> dict[str, torch.Tensor]:
         vertices = self.vertices

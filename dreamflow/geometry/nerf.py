@@ -28,11 +28,12 @@ def mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
 class NeRFField(nn.Module):
     """Points in the sphere of `radius` -> (density, albedo); normals from the density gradient."""
 
-    _tetrahedron = torch.tensor([[1.0, -1.0, -1.0], [-1.0, -1.0, 1.0], [-1.0, 1.0, -1.0], [1.0, 1.0, 1.0]])
-
     def __init__(self, config: NeRFConfig):
         super().__init__()
         self.config = config
+        # The finite-difference stencil of `normals`, moved with the module (not copied per call).
+        self.register_buffer("tetrahedron", torch.tensor([[1.0, -1.0, -1.0], [-1.0, -1.0, 1.0], [-1.0, 1.0, -1.0],
+                                                          [1.0, 1.0, 1.0]]), persistent=False)
         self.encoding = HashGridEncoding(config.encoding)
         self.density_mlp = mlp(self.encoding.n_output_dims, config.hidden_dim, 1, config.n_hidden_layers)
         self.albedo_mlp = mlp(self.encoding.n_output_dims, config.hidden_dim, 3, config.n_hidden_layers)
@@ -78,7 +79,7 @@ class NeRFField(nn.Module):
         central differences: sum_k k f(x + eps k) = 4 eps grad f + O(eps^3), the same order of accuracy
         as central differences at two thirds of the cost (normals are most of a shaded step).
         """
-        corners = self._tetrahedron.to(points.device)
+        corners = self.tetrahedron
         shifted = points[:, None] + eps * corners  # [N, 4, 3]
         density = self.density(shifted.reshape(-1, 3)).view(-1, 4)
         gradient = (density[..., None] * corners).sum(1)

@@ -42,36 +42,41 @@ class APFOGuidance(Guidance):
         super().__init__(*args, **kwargs)
         c = self.config
         self.grid = apfo_timesteps(c.t_max, c.t_min, c.num_timesteps, c.schedule, self.prior.alphas_cumprod)
-        ends = self.prior.noise_to_signal(self.prior.timestep_index(self.grid[[0, -1]]))
-        self.mean_d_sigma = float(ends[0] - ends[1]) / (self.grid.shape[0] - 1)  # apfo_weighting: constant
+        # The schedule's integer timesteps and sigmas live on the device: a step indexes them there.
+        self.grid_index = self.prior.timestep_index(self.grid)
+        self.grid_sigma = self.prior.noise_to_signal(self.grid_index)
+        self.mean_d_sigma = float(self.grid_sigma[0] - self.grid_sigma[-1]) / (self.grid.shape[0] - 1)  # constant
+
+    def position(self, step: int) -> int:
+        """i such that optimisation `step` runs at t_i (and steps towards t_{i+1})."""
+        return apfo_position(step, self.iterations, self.grid, self.config.steps_per_timestep)[0]
 
     def timestep_pair(self, step: int) -> tuple[float, float]:
         """(t_i, t_{i+1}) used at optimisation `step`."""
-        i, _ = apfo_position(step, self.iterations, self.grid, self.config.steps_per_timestep)
+        i = self.position(step)
         return float(self.grid[i]), float(self.grid[i + 1])
 
     def update(self, latents: torch.Tensor, text: TextEmbeddings, camera: torch.Tensor,
-               step: int) -> tuple[torch.Tensor, dict[str, float]]:
+               step: int) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
         """lambda * (sigma(t_i) - sigma(t_{i+1})) * (eps_pre^cfg - eps_src) at noised latents."""
-        t_now, t_next = self.timestep_pair(step)
+        i = self.position(step)
         batch = latents.shape[0]
-        index = self.prior.timestep_index(t_now).expand(batch)
-        index_next = self.prior.timestep_index(t_next).expand(batch)
+        index = self.grid_index[i].expand(batch)
         with torch.no_grad():
             x_t = self.prior.add_noise(latents.detach(), self.randn(latents.shape), index)
             eps_pre = self.prior.predict_eps_cfg(x_t, index, text, self.guidance_scale)
             eps_src = self.prior.predict_eps(x_t, index, text, use_lora=True, camera=camera)
-            d_sigma = (self.prior.noise_to_signal(index) - self.prior.noise_to_signal(index_next)).view(-1, 1, 1, 1)
+            d_sigma = (self.grid_sigma[i] - self.grid_sigma[i + 1]).expand(batch).view(-1, 1, 1, 1)
             weight = d_sigma if self.config.apfo_weighting == "dsigma" else torch.full_like(d_sigma, self.mean_d_sigma)
             update = self.config.step_scale * weight * (eps_pre - eps_src)
-        return self.clip(update), {"t": t_now, "t_next": t_next, "d_sigma": float(d_sigma.mean()),
-                                   "weight": float(weight.mean())}
+        return self.clip(update), {"t": float(self.grid[i]), "t_next": float(self.grid[i + 1]),
+                                   "d_sigma": d_sigma.mean(), "weight": weight.mean()}
 
     def __call__(self, latents: torch.Tensor, text: TextEmbeddings, camera: torch.Tensor, step: int) -> GuidanceOutput:
         update, info = self.update(latents, text, camera, step)
         loss = target_loss(latents, update)
         # The paper's figure fine-tunes the source model at the current noise level sigma(t_i), fresh noise.
-        current = self.prior.timestep_index(info["t"]) if self.config.source_timesteps == "current" else None
+        current = self.grid_index[self.position(step)] if self.config.source_timesteps == "current" else None
         info |= self.train_source_model(latents, text, camera, current)
-        info["update_norm"] = float(update.norm() / update.shape[0])
+        info["update_norm"] = update.norm() / update.shape[0]
         return GuidanceOutput(loss, info)

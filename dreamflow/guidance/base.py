@@ -8,13 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from dreamflow.config import GuidanceConfig
+from dreamflow.device import make_generator
 from dreamflow.priors.base import DiffusionPrior, TextEmbeddings
 
 
 @dataclass
 class GuidanceOutput:
     loss: torch.Tensor  # differentiable w.r.t. the latents (and so the render and the 3D model)
-    info: dict[str, float] = field(default_factory=dict)
+    info: dict[str, float | torch.Tensor] = field(default_factory=dict)  # scalars; tensors are read when logged
 
 
 def target_loss(latents: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
@@ -34,7 +35,7 @@ class Guidance:
         self.prior = prior
         self.config = config
         self.iterations = iterations
-        self.generator = torch.Generator().manual_seed(seed + 1)
+        self.generator = make_generator(prior.device_, seed + 1)  # noise and draws stay on the device
         self.guidance_scale = config.guidance_scale if config.guidance_scale is not None else self.default_guidance_scale
         self.lora_optimizer: torch.optim.Optimizer | None = None
         if self.uses_source_model:
@@ -42,7 +43,10 @@ class Guidance:
             self.lora_optimizer = torch.optim.AdamW(params, lr=config.lora.learning_rate, weight_decay=0.0)
 
     def randn(self, shape: torch.Size) -> torch.Tensor:
-        return torch.randn(shape, generator=self.generator).to(self.prior.device_)
+        return torch.randn(shape, generator=self.generator, device=self.prior.device_)
+
+    def rand(self, size: int) -> torch.Tensor:
+        return torch.rand(size, generator=self.generator, device=self.prior.device_)
 
     def __call__(self, latents: torch.Tensor, text: TextEmbeddings, camera: torch.Tensor, step: int) -> GuidanceOutput:
         raise NotImplementedError
@@ -55,7 +59,7 @@ class Guidance:
 
     # -- the source model (APFO eps_src, VSD eps_lora) ------------------------------------------
     def train_source_model(self, latents: torch.Tensor, text: TextEmbeddings, camera: torch.Tensor,
-                           index: torch.Tensor | None = None) -> dict[str, float]:
+                           index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Diffusion-loss steps of the LoRA model on the current renders, with fresh noise.
 
         At the given timesteps `index` (APFO: the schedule's current t_i), else at t ~ U(0, 1) (VSD).
@@ -63,19 +67,19 @@ class Guidance:
         """
         assert self.lora_optimizer is not None
         lora = self.config.lora
-        info: dict[str, float] = {}
+        info: dict[str, torch.Tensor] = {}
         for _ in range(lora.steps_per_iteration):
             x0 = latents.detach()
             t_index = index
             if t_index is None:
-                t_index = torch.randint(0, self.prior.num_train_timesteps, (x0.shape[0],), generator=self.generator)
-            t_index = t_index.to(self.prior.device_).expand(x0.shape[0])
+                t_index = torch.randint(0, self.prior.num_train_timesteps, (x0.shape[0],), generator=self.generator,
+                                        device=self.prior.device_)
+            t_index = t_index.expand(x0.shape[0])
             noise = self.randn(x0.shape)
             x_t = self.prior.add_noise(x0, noise, t_index)
             # Text dropout on the LoRA model as ProlificDreamer: the unconditional branch stays usable.
-            drop = torch.rand(x0.shape[0], generator=self.generator) < lora.text_dropout
-            cond = text.cond.clone()
-            cond[drop.to(cond.device)] = text.uncond[drop.to(cond.device)]
+            drop = self.rand(x0.shape[0]) < lora.text_dropout
+            cond = torch.where(drop.view(-1, *([1] * (text.cond.dim() - 1))), text.uncond, text.cond)
             dropped = TextEmbeddings(cond, text.uncond, text.pooled_cond, text.pooled_uncond)
             with torch.enable_grad():
                 # predict_eps converts v-prediction to epsilon, so the target is the noise for both.
@@ -84,8 +88,8 @@ class Guidance:
             self.lora_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.lora_optimizer.step()
-            info = {"source_loss": loss.item(),
-                    "source_t": float(t_index.float().mean() / (self.prior.num_train_timesteps - 1))}
+            info = {"source_loss": loss.detach(),
+                    "source_t": t_index.float().mean() / (self.prior.num_train_timesteps - 1)}
         return info
 
     def state_dict(self) -> dict:

@@ -48,6 +48,8 @@ def apfo_position(step: int, iterations: int, grid: torch.Tensor, steps_per_time
     return min(step // per, blocks - 1), per
 
 
-def random_timesteps(batch: int, t_min: float, t_max: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """SDS/VSD: t ~ U(t_min, t_max), independently per view."""
-    return t_min + (t_max - t_min) * torch.rand(batch, generator=generator)
+def random_timesteps(batch: int, t_min: float, t_max: float, generator: torch.Generator | None = None,
+                     device: torch.device | str | None = None) -> torch.Tensor:
+    """SDS/VSD: t ~ U(t_min, t_max), independently per view (drawn on `device`, the generator's)."""
+    device = device if device is not None else (generator.device if generator is not None else "cpu")
+    return t_min + (t_max - t_min) * torch.rand(batch, generator=generator, device=device)

@@ -40,7 +40,7 @@ class SDSGuidance(Guidance):
         return c.t_max
 
     def sample_index(self, batch: int, step: int) -> torch.Tensor:
-        t = random_timesteps(batch, self.config.t_min, self.t_max_at(step), self.generator)
+        t = random_timesteps(batch, self.config.t_min, self.t_max_at(step), self.generator, self.prior.device_)
         return self.prior.timestep_index(t)
 
     def residual(self, x_t: torch.Tensor, noise: torch.Tensor, index: torch.Tensor, text: TextEmbeddings,
@@ -56,8 +56,8 @@ class SDSGuidance(Guidance):
             eps_pre = self.prior.predict_eps_cfg(x_t, index, text, self.guidance_scale)
             w = weighting(self.config.weighting, self.prior.alphas_cumprod[index]).view(-1, 1, 1, 1)
             update = self.clip(w * (eps_pre - self.residual(x_t, noise, index, text, camera)))
-        info = {"t": float(index.float().mean() / (self.prior.num_train_timesteps - 1)),
-                "update_norm": float(update.norm() / update.shape[0])}
+        info = {"t": index.float().mean() / (self.prior.num_train_timesteps - 1),
+                "update_norm": update.norm() / update.shape[0]}
         loss = target_loss(latents, update)
         if self.uses_source_model:
             info |= self.train_source_model(latents, text, camera)  # t ~ U(0, 1), as ProlificDreamer

@@ -12,9 +12,7 @@ from torch import nn
 
 from dreamflow.config import LoRAConfig, PriorConfig
 from dreamflow.priors.embedding_cache import EmbeddingCache
-from dreamflow.render.cameras import Cameras, view_direction_suffix
-
-VIEW_SUFFIXES = ("front view", "side view", "back view", "overhead view")
+from dreamflow.render.cameras import VIEW_SUFFIXES, Cameras, view_direction_index
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -71,6 +69,8 @@ class DiffusionPrior(nn.Module):
         self.camera_embedding: nn.Module | None = None
         self._own_class_embedding = self.unet.class_embedding  # restored after each LoRA call
         self.has_lora = False
+        self._on_device: dict[str, dict[str, torch.Tensor]] = {}  # text -> embeddings on the device
+        self._time_ids: dict[tuple, torch.Tensor] = {}  # SDXL time ids per (height, width, branch)
 
     # -- images and latents ------------------------------------------------------------------
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -87,7 +87,7 @@ class DiffusionPrior(nn.Module):
 
     # -- schedule ----------------------------------------------------------------------------
     def timestep_index(self, t: torch.Tensor | float) -> torch.Tensor:
-        """Continuous t in [0,1] -> integer training timestep."""
+        """Continuous t in [0,1] -> integer training timestep (on the device; a tensor `t` stays where it is)."""
         t = torch.as_tensor(t, device=self.device_, dtype=torch.float32)
         return (t * (self.num_train_timesteps - 1)).round().long().clamp(0, self.num_train_timesteps - 1)
 
@@ -133,16 +133,29 @@ class DiffusionPrior(nn.Module):
         with torch.no_grad():
             return self.cache.get_or_compute(f"{prompt}\0{negative}", lambda: self._encode_text(prompt, negative))
 
+    def _embedding_table(self, texts: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Embeddings of `texts` stacked [len(texts), ...] on the device (copied there once per text)."""
+        for text in texts:
+            if text not in self._on_device:
+                self._on_device[text] = {k: v.to(self.device_, self.dtype) for k, v in self._embed(text).items()}
+        entries = [self._on_device[text] for text in texts]
+        return {key: torch.stack([e[key] for e in entries]) for key in entries[0]}
+
     def text_embeddings(self, prompt: str, cameras: Cameras | None = None, batch_size: int = 1) -> TextEmbeddings:
-        """Embeddings for `prompt`, with DreamFusion's view suffix per camera when enabled."""
+        """Embeddings for `prompt`, with DreamFusion's view suffix per camera when enabled.
+
+        Every suffix's embedding is made once and kept on the device; each camera's is picked there
+        (`view_direction_index`), so a training step neither reads its cameras back nor copies text.
+        """
         if cameras is not None and self.config.view_dependent_prompting:
-            texts = [f"{prompt}, {view_direction_suffix(float(e), float(a))}"
-                     for e, a in zip(cameras.elevation, cameras.azimuth)]
+            table = self._embedding_table(tuple(f"{prompt}, {suffix}" for suffix in VIEW_SUFFIXES))
+            index = view_direction_index(cameras).to(self.device_)
+            pick = lambda key: table[key].index_select(0, index) if key in table else None  # noqa: E731
         else:
-            texts = [prompt] * (len(cameras) if cameras is not None else batch_size)
-        entries = [self._embed(text) for text in texts]
-        stack = lambda key: torch.stack([e[key] for e in entries]).to(self.device_, self.dtype) if key in entries[0] else None  # noqa: E731
-        return TextEmbeddings(stack("cond"), stack("uncond"), stack("pooled_cond"), stack("pooled_uncond"))
+            table = self._embedding_table((prompt,))
+            count = len(cameras) if cameras is not None else batch_size
+            pick = lambda key: table[key].expand(count, *table[key].shape[1:]) if key in table else None  # noqa: E731
+        return TextEmbeddings(pick("cond"), pick("uncond"), pick("pooled_cond"), pick("pooled_uncond"))
 
     # -- noise prediction --------------------------------------------------------------------
     @contextlib.contextmanager

@@ -23,6 +23,9 @@ class SDXLRefinerPrior(DiffusionPrior):
     def _added_conditions(self, text: TextEmbeddings, height: int, width: int, uncond: bool) -> dict:
         score = NEGATIVE_AESTHETIC_SCORE if uncond else AESTHETIC_SCORE
         batch = text.cond.shape[0]
-        time_ids = torch.tensor([height, width, 0, 0, score], device=self.device_, dtype=self.dtype)
+        key = (height, width, score)
+        if key not in self._time_ids:  # made on the device once, not copied there every call
+            self._time_ids[key] = torch.tensor([height, width, 0, 0, score], device=self.device_, dtype=self.dtype)
+        time_ids = self._time_ids[key]
         pooled = text.pooled_uncond if uncond else text.pooled_cond
         return {"text_embeds": pooled, "time_ids": time_ids.expand(batch, -1)}

@@ -51,7 +51,8 @@ def look_at_c2w(position: torch.Tensor, target: torch.Tensor | None = None) -> t
     if target is None:
         target = torch.zeros_like(position)
     forward = torch.nn.functional.normalize(target - position, dim=-1)
-    up_world = torch.tensor([0.0, 0.0, 1.0], dtype=position.dtype, device=position.device).expand_as(forward)
+    up_world = torch.zeros_like(forward)
+    up_world[:, 2] = 1.0  # a fill on the device, not a copy of host data
     right = torch.nn.functional.normalize(torch.cross(forward, up_world, dim=-1), dim=-1)
     up = torch.cross(right, forward, dim=-1)
     c2w = torch.eye(4, dtype=position.dtype, device=position.device).repeat(position.shape[0], 1, 1)
@@ -76,12 +77,17 @@ def cameras_from_spherical(elevation_deg: torch.Tensor, azimuth_deg: torch.Tenso
                    azimuth_deg.float(), distance.float())
 
 
-def sample_cameras(config: CameraConfig, batch_size: int, generator: torch.Generator | None = None) -> Cameras:
-    """Random training views, uniform in each range (the same sampler the prior was trained on)."""
+def sample_cameras(config: CameraConfig, batch_size: int, generator: torch.Generator | None = None,
+                   device: torch.device | str | None = None) -> Cameras:
+    """Random training views, uniform in each range (the same sampler the prior was trained on).
+
+    Drawn on `device` (the generator's), so a training step sends nothing from the host.
+    """
+    device = device if device is not None else (generator.device if generator is not None else "cpu")
 
     def uniform(bounds: tuple[float, float]) -> torch.Tensor:
         low, high = bounds
-        return low + (high - low) * torch.rand(batch_size, generator=generator)
+        return low + (high - low) * torch.rand(batch_size, generator=generator, device=device)
 
     return cameras_from_spherical(uniform(config.elevation_range), uniform(config.azimuth_range),
                                   uniform(config.distance_range), uniform(config.fovy_range))
@@ -97,8 +103,12 @@ def orbit_cameras(config: CameraConfig, n_views: int, elevation: float | None = 
                                   azimuth, full(config.eval_distance), full(config.eval_fovy))
 
 
-def view_direction_suffix(elevation_deg: float, azimuth_deg: float, overhead_threshold: float = 60.0,
-                          front_threshold: float = 45.0) -> str:
+VIEW_SUFFIXES = ("front view", "side view", "back view", "overhead view")
+OVERHEAD_THRESHOLD, FRONT_THRESHOLD = 60.0, 45.0
+
+
+def view_direction_suffix(elevation_deg: float, azimuth_deg: float, overhead_threshold: float = OVERHEAD_THRESHOLD,
+                          front_threshold: float = FRONT_THRESHOLD) -> str:
     """DreamFusion's view-dependent prompt suffix for one camera."""
     if elevation_deg > overhead_threshold:
         return "overhead view"
@@ -108,6 +118,14 @@ def view_direction_suffix(elevation_deg: float, azimuth_deg: float, overhead_thr
     if abs(azimuth) > 180.0 - front_threshold:
         return "back view"
     return "side view"
+
+
+def view_direction_index(cameras: "Cameras") -> torch.Tensor:
+    """Index into VIEW_SUFFIXES per camera, computed where the cameras are (no host read);
+    the same rule as `view_direction_suffix`."""
+    azimuth = (cameras.azimuth + 180.0) % 360.0 - 180.0
+    side = torch.where(azimuth.abs() < FRONT_THRESHOLD, 0, torch.where(azimuth.abs() > 180.0 - FRONT_THRESHOLD, 2, 1))
+    return torch.where(cameras.elevation > OVERHEAD_THRESHOLD, 3, side)
 
 
 def camera_rays(cameras: Cameras, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,10 +157,22 @@ def projection_matrix(fovy: torch.Tensor, aspect: float = 1.0, near: float = 0.1
     return proj
 
 
+def rigid_inverse(c2w: torch.Tensor) -> torch.Tensor:
+    """Inverse of rigid camera-to-world matrices [B,4,4]: [R^T, -R^T t] (no host-side check, unlike
+    `linalg.inv`, which reads its error flag back from the GPU)."""
+    rotation_t = c2w[:, :3, :3].transpose(1, 2)
+    w2c = torch.zeros_like(c2w)
+    w2c[:, :3, :3] = rotation_t
+    w2c[:, :3, 3] = -(rotation_t @ c2w[:, :3, 3:4])[..., 0]
+    w2c[:, 3, 3] = 1.0
+    return w2c
+
+
 def mvp_matrix(cameras: Cameras) -> torch.Tensor:
     """World-to-clip matrices for rasterisation, [B, 4, 4]."""
-    return projection_matrix(cameras.fovy) @ torch.linalg.inv(cameras.c2w)
+    return projection_matrix(cameras.fovy) @ rigid_inverse(cameras.c2w)
 
 
 __all__ = ["CameraConfig", "Cameras", "sample_cameras", "orbit_cameras", "cameras_from_spherical",
-           "view_direction_suffix", "camera_rays", "mvp_matrix", "look_at_c2w"]
+           "view_direction_suffix", "view_direction_index", "VIEW_SUFFIXES", "camera_rays", "mvp_matrix",
+           "look_at_c2w", "rigid_inverse"]

@@ -12,8 +12,9 @@ AMBIENT = 0.35
 def light_directions(cameras: Cameras) -> torch.Tensor:
     """Light from above and slightly behind the camera, so every rendered side is lit ([B, 3], cameras' device)."""
     to_camera = torch.nn.functional.normalize(cameras.positions, dim=-1)
-    up = torch.tensor([0.0, 0.0, 1.0], device=to_camera.device, dtype=to_camera.dtype)
-    return torch.nn.functional.normalize(to_camera + 0.6 * up, dim=-1)
+    up = torch.zeros_like(to_camera)
+    up[:, 2] = 0.6  # a fill on the device, not a copy of host data
+    return torch.nn.functional.normalize(to_camera + up, dim=-1)
 
 
 def diffuse_shading(albedo: torch.Tensor, normals: torch.Tensor, light_dir: torch.Tensor,

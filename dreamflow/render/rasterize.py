@@ -1,8 +1,11 @@
 """Differentiable mesh rasterisation: nvdiffrast (CUDA context) or a pure-PyTorch rasteriser.
 
 Both back ends take world-space vertices, faces, per-vertex attributes and cameras, and return
-interpolated attributes, a coverage/alpha map and triangle ids with the same shapes and image
-convention (row 0 at the top, as the volume renderer). Vertex positions get gradients through
+the shaded image composited over the background, a coverage/alpha map and triangle ids with the
+same shapes and image convention (row 0 at the top, as the volume renderer). Shading (the texture
+field, the costly part at high resolution) runs on the covered pixels only: `shade(attributes
+[N, C], batch_index [N]) -> [N, K]` gets their interpolated attributes, and its K channels (RGB, or
+several RGB images side by side) are composited over the background. Vertex positions get gradients through
 the perspective-correct barycentrics (interior) and through silhouette antialiasing:
 * nvdiffrast: its analytic `antialias` of the shaded image;
 * torch: soft coverage of the pixel centre by the triangles seen in its 3x3 neighbourhood,
@@ -27,10 +30,22 @@ from dreamflow.render.cameras import Cameras, mvp_matrix
 
 @dataclass
 class RasterOutput:
-    rgb: torch.Tensor  # [B, H, W, 3] shaded and composited over the background
+    rgb: torch.Tensor  # [B, H, W, K] shade's channels composited over the background (K = 3: an image)
     alpha: torch.Tensor  # [B, H, W, 1] coverage in [0, 1]
-    attributes: torch.Tensor  # [B, H, W, C] interpolated vertex attributes
     face_id: torch.Tensor  # [B, H, W] triangle index, -1 for background
+
+
+Shade = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (attributes [N,C], batch index [N]) -> [N,K]
+
+
+def composite(values: torch.Tensor, pixel: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """Scatter covered pixels' shaded `values` [N, K] (flat indices `pixel`) into images and blend them
+    over `background` [3] (repeated for every RGB triple of K) with `alpha` [B, H, W, 1]."""
+    batch, height, width, _ = alpha.shape
+    channels = values.shape[-1]
+    image = values.new_zeros(batch * height * width, channels).index_put((pixel,), values)
+    image = image.view(batch, height, width, channels)
+    return alpha * image + (1 - alpha) * background.to(image.dtype).repeat(channels // 3)
 
 
 def nvdiffrast_available() -> bool:
@@ -76,80 +91,95 @@ class TorchRasterizer:
         self.max_elements = max_elements
 
     @torch.no_grad()
-    def _visible_faces(self, screen: torch.Tensor, w: torch.Tensor, faces: torch.Tensor, resolution: int) -> torch.Tensor:
-        """Nearest triangle per pixel: each face tests only the pixels of its bounding box.
+    def visible_faces(self, screen: torch.Tensor, w: torch.Tensor, faces: torch.Tensor, resolution: int) -> torch.Tensor:
+        """Nearest triangle per pixel: each face tests only the pixel centres of its bounding box.
 
-        Faces whose box fits in `tile` x `tile` pixels (nearly all of them at toy resolutions) are
-        enumerated together as (face, pixel) pairs; larger ones are tested against every pixel in
-        chunks. Depth is min-reduced per pixel, then the face at that depth is kept.
+        Faces whose box fits in `small` x `small` pixels (most faces at any resolution) are tested
+        against that tile with fixed shapes. The others' boxes are enumerated pixel by pixel (a
+        ragged list, in chunks); their count and total area are the one host read of this
+        function. Each hit is a key (depth's float bits << 32 | face), min-reduced per pixel, so
+        the depth test and the face choice are one scatter.
         """
-        batch, tile = screen.shape[0], 16
+        batch, small = screen.shape[0], 4
         pixels_per_image = resolution * resolution
+        device = screen.device
         tri = screen[:, faces]  # [B, F, 3, 2]
         tri_w = w[:, faces]  # [B, F, 3]
         lo = (tri.min(dim=2).values - 0.5).ceil().clamp(0, resolution - 1)
         hi = (tri.max(dim=2).values - 0.5).floor().clamp(-1, resolution - 1)
         extent = (hi - lo + 1).clamp(min=0)
         valid = (extent > 0).all(-1) & (tri_w > 1e-6).all(-1)
-        small = valid & (extent <= tile).all(-1)
-        large = valid & ~small
-        offsets = torch.stack(torch.meshgrid(torch.arange(tile), torch.arange(tile), indexing="xy"), -1).view(-1, 2)
-        offsets = offsets.to(screen.device).float()
-        pair_pixel, pair_face, pair_depth = [], [], []
-        b_index, f_index = small.nonzero(as_tuple=True)
-        if len(b_index):
-            pixel = lo[b_index, f_index][:, None, :] + offsets[None]  # [N, T*T, 2]
-            inside_box = (offsets[None] < extent[b_index, f_index][:, None, :]).all(-1)
-            self._test_pairs(pixel, tri[b_index, f_index], tri_w[b_index, f_index], inside_box, b_index, f_index,
-                             resolution, pair_pixel, pair_face, pair_depth)
-        b_index, f_index = large.nonzero(as_tuple=True)
-        if len(b_index):
-            coords = torch.arange(resolution, device=screen.device, dtype=torch.float32)
-            grid = torch.stack(torch.meshgrid(coords, coords, indexing="xy"), -1).view(1, -1, 2)
-            chunk = max(1, self.max_elements // pixels_per_image)
-            for start in range(0, len(b_index), chunk):
-                bs, fs = b_index[start:start + chunk], f_index[start:start + chunk]
-                pixel = grid.expand(len(bs), -1, -1)
-                self._test_pairs(pixel, tri[bs, fs], tri_w[bs, fs], None, bs, fs, resolution,
-                                 pair_pixel, pair_face, pair_depth)
-        best_face = torch.full((batch * pixels_per_image,), -1, dtype=torch.long, device=screen.device)
-        if pair_pixel:
-            pixel, face, depth = torch.cat(pair_pixel), torch.cat(pair_face), torch.cat(pair_depth)
-            best_depth = torch.full((batch * pixels_per_image,), float("inf"), device=screen.device)
-            best_depth = best_depth.scatter_reduce(0, pixel, depth, reduce="amin")
-            winner = depth <= best_depth[pixel]
-            best_face = best_face.scatter_reduce(0, pixel[winner], face[winner], reduce="amax")
+        tiny = valid & (extent <= small).all(-1)
+        empty = torch.iinfo(torch.int64).max
+        keys = torch.full((batch * pixels_per_image + 1,), empty, dtype=torch.int64, device=device)  # +1: misses
+        face_ids = torch.arange(faces.shape[0], device=device)
+        axis = torch.arange(small, device=device)
+        grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).view(-1, 2).float()  # [small^2, 2]
+        chunk = max(1, self.max_elements // (batch * grid.shape[0]))
+        for start in range(0, faces.shape[0], chunk):
+            part = slice(start, start + chunk)
+            pixel = lo[:, part, None, :] + grid  # [B, f, small^2, 2]
+            hit = tiny[:, part, None] & (grid < extent[:, part, None, :]).all(-1)
+            self._reduce_hits(keys, pixel, tri[:, part], tri_w[:, part], hit,
+                              torch.arange(batch, device=device)[:, None], face_ids[part], resolution)
+        rest = valid & ~tiny
+        area = (extent[..., 0] * extent[..., 1]).long() * rest
+        count, total = torch.stack([rest.sum(), area.sum()]).tolist()
+        if count:
+            b_index, f_index = torch.nonzero_static(rest, size=count).unbind(1)
+            areas = area[b_index, f_index]
+            ends = areas.cumsum(0)
+            width = extent[b_index, f_index, 0].long()
+            for start in range(0, total, self.max_elements):
+                pair = torch.arange(start, min(start + self.max_elements, total), device=device)
+                owner = torch.searchsorted(ends, pair, right=True)  # the face whose box holds this pair
+                local = pair - (ends[owner] - areas[owner])
+                row = torch.div(local, width[owner], rounding_mode="floor")
+                offset = torch.stack([local - row * width[owner], row], dim=-1).float()
+                pixel = (lo[b_index[owner], f_index[owner]] + offset)[None, :, None, :]  # [1, n, 1, 2]
+                self._reduce_hits(keys, pixel, tri[b_index[owner], f_index[owner]][None],
+                                  tri_w[b_index[owner], f_index[owner]][None], None, b_index[owner][None],
+                                  f_index[owner], resolution)
+        keys = keys[:-1]
+        best_face = torch.where(keys == empty, -1, keys & 0xFFFFFFFF)
         return best_face.view(batch, resolution, resolution)
 
     @staticmethod
-    def _test_pairs(pixel, tri, tri_w, mask, b_index, f_index, resolution, out_pixel, out_face, out_depth) -> None:
-        """Inside test and perspective-correct depth of (face, pixel-centre) pairs; appends the hits."""
+    def _reduce_hits(keys, pixel, tri, tri_w, mask, batch_index, face_index, resolution) -> None:
+        """Inside test and perspective-correct depth of (face, pixel-centre) pairs [B', f, K]; each hit's
+        (depth, face) key is min-reduced into `keys` at its pixel, misses into the last slot."""
         centres = pixel + 0.5
-        edges = _edge_functions(centres, tri[:, None])  # [N, K, 3]
+        edges = _edge_functions(centres, tri[:, :, None])  # [B', f, K, 3]
         area = edges.sum(-1)
         inside = ((edges >= 0).all(-1) | (edges <= 0).all(-1)) & (area.abs() > 1e-12)
         if mask is not None:
             inside &= mask
         bary = edges / torch.where(area.abs() > 1e-12, area, torch.ones_like(area))[..., None]
-        depth = 1.0 / (bary / tri_w[:, None]).sum(-1).clamp(min=1e-8)
-        n, k = inside.nonzero(as_tuple=True)
-        flat = b_index[n] * resolution * resolution + pixel[n, k, 1].long() * resolution + pixel[n, k, 0].long()
-        out_pixel.append(flat)
-        out_face.append(f_index[n])
-        out_depth.append(depth[n, k])
+        depth = 1.0 / (bary / tri_w[:, :, None]).sum(-1).clamp(min=1e-8)  # > 0: its float bits sort as it does
+        flat = (batch_index[..., None] * resolution * resolution + pixel[..., 1].long() * resolution
+                + pixel[..., 0].long())
+        flat = torch.where(inside, flat, keys.shape[0] - 1)
+        key = (depth.float().view(torch.int32).long() << 32) | face_index.view(1, -1, 1)
+        keys.scatter_reduce_(0, flat.reshape(-1), key.reshape(-1), reduce="amin")
 
-    def _barycentrics(self, screen, w, faces, face_id, resolution, clamp: bool) -> torch.Tensor:
-        """Perspective-correct barycentrics of each pixel centre in face `face_id` (differentiable)."""
-        batch = screen.shape[0]
-        coords = torch.arange(resolution, device=screen.device, dtype=torch.float32) + 0.5
-        py, px = torch.meshgrid(coords, coords, indexing="ij")
-        pixels = torch.stack([px, py], dim=-1).expand(batch, -1, -1, -1)
-        safe = face_id.clamp(min=0)
-        corner_index = faces[safe]  # [B,H,W,3]
-        batch_index = torch.arange(batch, device=screen.device).view(-1, 1, 1, 1)
-        tri = screen[batch_index, corner_index]  # [B,H,W,3,2]
-        tri_w = w[batch_index, corner_index]  # [B,H,W,3]
-        edges = _edge_functions(pixels, tri)
+    @staticmethod
+    def pixel_centres(pixel: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch index [N] and pixel-centre coordinates [N, 2] (x right, y down) of flat pixel indices."""
+        per_image = resolution * resolution
+        batch_index = torch.div(pixel, per_image, rounding_mode="floor")
+        rest = pixel - batch_index * per_image
+        row = torch.div(rest, resolution, rounding_mode="floor")
+        column = rest - row * resolution
+        return batch_index, torch.stack([column, row], dim=-1).float() + 0.5
+
+    def barycentrics(self, screen, w, faces, pixel, face, resolution, clamp: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Perspective-correct barycentrics [N, 3] of pixel centres (flat indices `pixel`) in triangles
+        `face` (differentiable), and the triangles' corner vertices [N, 3]."""
+        batch_index, centres = self.pixel_centres(pixel, resolution)
+        corner_index = faces[face]  # [N, 3]
+        tri = screen[batch_index[:, None], corner_index]  # [N, 3, 2]
+        tri_w = w[batch_index[:, None], corner_index]  # [N, 3]
+        edges = _edge_functions(centres, tri)
         area = edges.sum(-1, keepdim=True)
         area = torch.where(area.abs() < 1e-12, torch.full_like(area, 1e-12), area)
         bary = edges / area
@@ -160,19 +190,24 @@ class TorchRasterizer:
         return perspective / perspective.sum(-1, keepdim=True).clamp(min=1e-12), corner_index
 
     def _soft_coverage(self, screen, w, faces, face_id, resolution) -> tuple[torch.Tensor, torch.Tensor]:
-        """Alpha from the 3x3 neighbourhood's triangles, and the nearest triangle for every pixel."""
-        batch = screen.shape[0]
+        """Alpha from the 3x3 neighbourhood's triangles, and the nearest triangle for every pixel.
+
+        Only the silhouette band needs it (pixels with both triangles and background in their 3x3
+        neighbourhood; its size is this function's one host read): pixels whose neighbourhood is all
+        covered are opaque, those with no triangle near are background.
+        """
+        batch = face_id.shape[0]
         padded = F.pad(face_id.float()[:, None], (1, 1, 1, 1), value=-1)
         neighbours = F.unfold(padded, 3).view(batch, 9, resolution, resolution).permute(0, 2, 3, 1).long()
-        sorted_ids, _ = neighbours.sort(dim=-1)
-        unique = torch.cat([torch.ones_like(sorted_ids[..., :1], dtype=torch.bool),
-                            sorted_ids[..., 1:] != sorted_ids[..., :-1]], dim=-1) & (sorted_ids >= 0)
-        coords = torch.arange(resolution, device=screen.device, dtype=torch.float32) + 0.5
-        py, px = torch.meshgrid(coords, coords, indexing="ij")
-        pixels = torch.stack([px, py], dim=-1)[None, :, :, None].expand(batch, -1, -1, 9, -1)
-        batch_index = torch.arange(batch, device=screen.device).view(-1, 1, 1, 1, 1)
-        tri = screen[batch_index, faces[sorted_ids.clamp(min=0)]]  # [B,H,W,9,3,2]
-        edges = _edge_functions(pixels, tri)  # [B,H,W,9,3]
+        has_face = neighbours >= 0
+        interior = has_face.all(-1)
+        band = (has_face.any(-1) & ~interior).reshape(-1).nonzero().squeeze(1)
+        sorted_ids, _ = neighbours.reshape(-1, 9).index_select(0, band).sort(dim=-1)  # [N, 9]
+        unique = torch.cat([torch.ones_like(sorted_ids[:, :1], dtype=torch.bool),
+                            sorted_ids[:, 1:] != sorted_ids[:, :-1]], dim=-1) & (sorted_ids >= 0)
+        batch_index, centres = self.pixel_centres(band, resolution)
+        tri = screen[batch_index[:, None, None], faces[sorted_ids.clamp(min=0)]]  # [N, 9, 3, 2]
+        edges = _edge_functions(centres[:, None], tri)  # [N, 9, 3]
         area = edges.sum(-1, keepdim=True)
         orient = torch.where(area >= 0, 1.0, -1.0)
         lengths = torch.stack([(tri[..., (i + 2) % 3, :] - tri[..., (i + 1) % 3, :]).norm(dim=-1) for i in range(3)], -1)
@@ -182,30 +217,30 @@ class TorchRasterizer:
         # Summed, not multiplied: across a shared interior edge the two triangles' coverages add to 1
         # (no dip); at the silhouette one triangle gives 0.5 +- d, continuous as the pixel centre
         # crosses the edge, so the image is continuous in the vertex positions.
-        alpha = coverage.sum(-1, keepdim=True).clamp(max=1.0)
+        band_alpha = coverage.sum(-1).clamp(max=1.0)
         # Only silhouettes are soft. The sum dips below 1 inside the surface wherever a neighbouring
         # triangle owns no pixel centre (triangles of a pixel or less) or near a vertex shared by many
         # triangles, which speckled the background into every mesh render. A pixel whose 3x3
         # neighbourhood is all covered is at least half a pixel from any silhouette: it is opaque.
-        interior = (neighbours >= 0).all(-1, keepdim=True)
-        alpha = torch.where(interior, torch.ones_like(alpha), alpha)
-        nearest = sorted_ids.gather(-1, coverage.detach().argmax(-1, keepdim=True))[..., 0]
+        alpha = interior.reshape(-1).to(screen.dtype).index_put((band,), band_alpha).view(batch, resolution,
+                                                                                          resolution, 1)
+        nearest = sorted_ids.gather(-1, coverage.detach().argmax(-1, keepdim=True))[:, 0]
         nearest = torch.where(coverage.detach().max(-1).values > 1e-4, nearest, torch.full_like(nearest, -1))
+        nearest = torch.full_like(face_id.reshape(-1), -1).index_put((band,), nearest).view_as(face_id)
         return alpha, torch.where(face_id >= 0, face_id, nearest)
 
-    def __call__(self, vertices, faces, attributes, cameras, resolution, shade: Callable, background) -> RasterOutput:
+    def __call__(self, vertices, faces, attributes, cameras, resolution, shade: Shade, background) -> RasterOutput:
         clip = to_clip(vertices, cameras)
         screen, w = _screen(clip, resolution)
-        face_id = self._visible_faces(screen.detach(), w.detach(), faces, resolution)
+        face_id = self.visible_faces(screen.detach(), w.detach(), faces, resolution)
         alpha, attribute_face = self._soft_coverage(screen, w, faces, face_id, resolution)
-        bary, corners = self._barycentrics(screen, w, faces, attribute_face, resolution, clamp=True)
-        values = attributes[corners]  # [B,H,W,3,C]
-        interpolated = (bary[..., None] * values).sum(-2)
-        has_face = (attribute_face >= 0)[..., None]
-        alpha = alpha * has_face
-        colour = shade(interpolated, has_face)
-        rgb = alpha * colour + (1 - alpha) * background
-        return RasterOutput(rgb, alpha, interpolated, face_id)
+        pixel = (attribute_face >= 0).reshape(-1).nonzero().squeeze(1)  # the shaded pixels (one host read)
+        bary, corners = self.barycentrics(screen, w, faces, pixel, attribute_face.reshape(-1)[pixel], resolution,
+                                          clamp=True)
+        interpolated = (bary[..., None] * attributes[corners]).sum(-2)  # [N, C]
+        values = shade(interpolated, torch.div(pixel, resolution * resolution, rounding_mode="floor"))
+        alpha = alpha * (attribute_face >= 0)[..., None]
+        return RasterOutput(composite(values, pixel, alpha, background), alpha, face_id)
 
 
 class NvdiffrastRasterizer:
@@ -217,7 +252,7 @@ class NvdiffrastRasterizer:
         self.dr = dr
         self.context = dr.RasterizeCudaContext()
 
-    def __call__(self, vertices, faces, attributes, cameras, resolution, shade: Callable, background) -> RasterOutput:
+    def __call__(self, vertices, faces, attributes, cameras, resolution, shade: Shade, background) -> RasterOutput:
         if not vertices.is_cuda:  # nvdiffrast takes CUDA tensors only (e.g. evaluation on the CPU)
             return TorchRasterizer()(vertices, faces, attributes, cameras, resolution, shade, background)
         dr = self.dr
@@ -226,12 +261,14 @@ class NvdiffrastRasterizer:
         rast, _ = dr.rasterize(self.context, clip, tri, (resolution, resolution))
         interpolated, _ = dr.interpolate(attributes[None].contiguous().float(), rast, tri)
         mask = (rast[..., 3:4] > 0).float()
-        colour = shade(interpolated, mask.bool())
-        rgb = dr.antialias(mask * colour + (1 - mask) * background, rast, clip, tri)
+        pixel = (rast[..., 3] > 0).reshape(-1).nonzero().squeeze(1)  # shade covered pixels only (one host read)
+        values = shade(interpolated.reshape(-1, interpolated.shape[-1]).index_select(0, pixel),
+                       torch.div(pixel, resolution * resolution, rounding_mode="floor"))
+        image = dr.antialias(composite(values, pixel, mask, background).contiguous(), rast, clip, tri)
         alpha = dr.antialias(mask, rast, clip, tri)
         flip = lambda x: torch.flip(x, dims=[1])  # nvdiffrast's row 0 is the bottom  # noqa: E731
         face_id = rast[..., 3].long() - 1
-        return RasterOutput(flip(rgb), flip(alpha), flip(interpolated), flip(face_id))
+        return RasterOutput(flip(image), flip(alpha), flip(face_id))
 
 
 def make_rasterizer(backend: str = "auto"):

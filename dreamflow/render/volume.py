@@ -24,7 +24,7 @@ class RenderOutput:
     opacity: torch.Tensor  # [B, H, W, 1]
     depth: torch.Tensor  # [B, H, W, 1]
     albedo: torch.Tensor | None = None  # [B, H, W, 3] (albedo composited on the background)
-    samples_evaluated: int = 0
+    samples_evaluated: int | torch.Tensor = 0  # field evaluations (a device scalar: read it when logging)
 
 
 def box_filter(image: torch.Tensor, factor: int) -> torch.Tensor:
@@ -66,16 +66,17 @@ class OccupancyGrid(nn.Module):
     @torch.no_grad()
     def update(self, field: "NeRFField", threshold: float, step_size: float, generator: torch.Generator,
                decay: float = 0.95) -> float:
-        r = self.resolution
-        grid = torch.stack(torch.meshgrid(*(torch.arange(r),) * 3, indexing="ij"), dim=-1).reshape(-1, 3).float()
-        jitter = torch.rand(grid.shape, generator=generator)
+        """EMA of the field's density at a jittered point per cell; returns the occupied share (a device scalar)."""
+        r, device = self.resolution, self.density.device
+        axis = torch.arange(r, device=device)
+        grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3).float()
+        jitter = torch.rand(grid.shape, generator=generator, device=device)
         points = ((grid + jitter) / r * 2 - 1) * self.radius
-        points = points.to(self.density.device)
         density = torch.cat([field.density(chunk) for chunk in points.split(65536)]).view(r, r, r)
         measured = self.density >= 0
         self.density.copy_(torch.where(measured, torch.maximum(self.density * decay, density), density))
         occupied = self.occupied_mask(threshold, step_size)
-        return float(occupied.float().mean())
+        return occupied.float().mean()
 
     def occupied_mask(self, threshold: float, step_size: float) -> torch.Tensor:
         return (self.density < 0) | ((1 - torch.exp(-self.density * step_size)) > threshold)
@@ -101,7 +102,7 @@ class VolumeRenderer(nn.Module):
     def step_size(self) -> float:
         return 2 * self.field.config.radius / self.config.samples_per_ray
 
-    def update_occupancy(self, generator: torch.Generator) -> float:
+    def update_occupancy(self, generator: torch.Generator) -> torch.Tensor:
         return self.occupancy.update(self.field, self.config.occupancy_threshold, self.step_size, generator)
 
     def forward(self, cameras: Cameras, resolution: int, shading: str = "albedo",
@@ -117,19 +118,24 @@ class VolumeRenderer(nn.Module):
         near, far = (-b - disc).clamp(min=0), -b + disc
         hit_sphere = (b * b - c) > 0
         n = self.config.samples_per_ray
-        jitter = torch.rand(rays_o.shape[0], n, generator=generator) if generator is not None else torch.full((rays_o.shape[0], n), 0.5)
-        u = (torch.arange(n, dtype=torch.float32, device=rays_o.device)[None] + jitter.to(rays_o.device)) / n
+        device = rays_o.device
+        jitter = (torch.rand(rays_o.shape[0], n, generator=generator, device=device) if generator is not None
+                  else torch.full((rays_o.shape[0], n), 0.5, device=device))
+        u = (torch.arange(n, dtype=torch.float32, device=device)[None] + jitter) / n
         t = near[:, None] + (far - near)[:, None] * u  # [R, n]
         delta = ((far - near) / n)[:, None].expand_as(t)
         points = rays_o[:, None] + t[..., None] * rays_d[:, None]
         active = self.occupancy.lookup(points, self.config.occupancy_threshold, self.step_size) & hit_sphere[:, None]
-        density = torch.zeros(t.shape, device=t.device)
-        albedo_samples = torch.zeros(*t.shape, 3, device=t.device)
-        selected = points[active]
-        if selected.shape[0] > 0:
-            sample_density, sample_albedo = self.field(selected)
-            density = density.masked_scatter(active, sample_density)
-            albedo_samples = albedo_samples.masked_scatter(active[..., None].expand_as(albedo_samples), sample_albedo)
+        # Empty-space skipping: the field runs on the occupied samples only. Their count is the one
+        # host read of a render (`nonzero`); everything else keeps fixed shapes.
+        index = active.reshape(-1).nonzero().squeeze(1)
+        density = torch.zeros(t.numel(), device=device)
+        albedo_samples = torch.zeros(t.numel(), 3, device=device)
+        if index.numel() > 0:
+            sample_density, sample_albedo = self.field(points.reshape(-1, 3).index_select(0, index))
+            density = density.index_put((index,), sample_density.reshape(-1).to(density.dtype))
+            albedo_samples = albedo_samples.index_put((index,), sample_albedo.to(albedo_samples.dtype))
+        density, albedo_samples = density.view(t.shape), albedo_samples.view(*t.shape, 3)
         alpha = 1 - torch.exp(-density * delta)
         transmittance = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha[:, :-1] + 1e-10], dim=1), dim=1)
         weights = alpha * transmittance
@@ -143,7 +149,7 @@ class VolumeRenderer(nn.Module):
         depth = (weights * t).sum(-1, keepdim=True)
         shape = (batch, resolution, resolution)
         return RenderOutput(rgb.view(*shape, 3), opacity.view(*shape, 1), depth.view(*shape, 1),
-                            albedo.view(*shape, 3), int(active.sum()))
+                            albedo.view(*shape, 3), index.numel())
 
     def _shade(self, albedo: torch.Tensor, points: torch.Tensor, weights: torch.Tensor, cameras: Cameras,
                resolution: int, shading: str, light: torch.Tensor | None) -> torch.Tensor:
@@ -157,14 +163,15 @@ class VolumeRenderer(nn.Module):
         ambient = self.shading.ambient
         base = torch.ones_like(albedo) if shading == "textureless" else albedo
         colour = base * ambient
-        important = weights.detach() > 1e-3
-        if important.any():
+        index = (weights.detach() > 1e-3).reshape(-1).nonzero().squeeze(1)  # one host read
+        if index.numel() > 0:
             if light is None:
                 light = light_directions(cameras)
-            per_ray = light[:, None, :].expand(len(cameras), resolution * resolution, 3).reshape(-1, 1, 3)
-            sample_light = per_ray.expand(-1, points.shape[1], -1)[important]
-            normals = self.field.normals(points[important])
+            samples = points.shape[1]
+            ray = torch.div(index, samples, rounding_mode="floor")
+            sample_light = light.repeat_interleave(resolution * resolution, dim=0).index_select(0, ray)
+            normals = self.field.normals(points.reshape(-1, 3).index_select(0, index))
             lambert = (normals * sample_light).sum(-1, keepdim=True).clamp(min=0)
-            lit = base[important] * (ambient + (1 - ambient) * lambert)
-            colour = colour.masked_scatter(important[..., None].expand_as(colour), lit)
+            lit = base.reshape(-1, 3).index_select(0, index) * (ambient + (1 - ambient) * lambert)
+            colour = colour.reshape(-1, 3).index_put((index,), lit).view_as(colour)
         return colour

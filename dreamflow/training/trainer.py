@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from dreamflow.config import RunConfig, StageConfig, to_dict
+from dreamflow.device import make_generator, read_scalars
 from dreamflow.geometry.base import StageModel
 from dreamflow.guidance import Guidance
 from dreamflow.io import load_checkpoint, save_checkpoint
@@ -96,7 +97,13 @@ class StageTrainer:
         self.out_dir = Path(out_dir)
         self.logger = logger
         self.seed = seed
+        # Host draws (the shading mode, a decision made on the host) and device draws (cameras, ray
+        # jitter, occupancy): on the CPU one generator, so CPU runs draw exactly as they always did.
         self.generator = torch.Generator().manual_seed(seed)
+        device = torch.device(prior.device_)
+        self.device_generator = self.generator if device.type == "cpu" else make_generator(device, seed)
+        # First step whose loss was not finite (-1: none), kept on the device and read with the metrics.
+        self.first_nonfinite = torch.full((), -1, dtype=torch.long, device=device)
         groups = model.param_groups(self.stage_config)
         if self.stage_config.optimizer == "sgd":  # the update's own scale reaches the parameters
             self.optimizer = torch.optim.SGD(groups, lr=self.stage_config.learning_rate)
@@ -117,6 +124,7 @@ class StageTrainer:
         return {"stage": self.stage, "step": self.step, "prompt": self.prompt, "seed": self.seed,
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "guidance": self.guidance.state_dict(), "generator": self.generator.get_state(),
+                "device_generator": self.device_generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "config": to_dict(self.config), "backend": self.model.backend()}
 
     def save(self) -> None:
@@ -135,52 +143,65 @@ class StageTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.guidance.load_state_dict(state["guidance"])
         self.generator.set_state(state["generator"])
+        if "device_generator" in state and self.device_generator is not self.generator:
+            self.device_generator.set_state(state["device_generator"])
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
         return self.step
 
     # -- the loop ---------------------------------------------------------------------------------
-    def check_finite(self, loss: torch.Tensor | None = None) -> None:
-        """Raise on a non-finite loss (before backward) or non-finite parameters (after the step)."""
+    def inject_fault(self, loss: torch.Tensor) -> torch.Tensor:
+        """The NaN-guard tests' fault: a NaN loss at the step (and prompt) the variable names."""
         injected = os.environ.get(NAN_INJECTION_ENV)  # "STEP" or "STEP@PROMPT" (only that prompt)
-        if loss is not None and injected:
+        if injected:
             step, _, prompt = injected.partition("@")
             if int(step) == self.step and prompt in ("", self.prompt):
-                loss = loss * float("nan")
-        if loss is not None:
-            bad = not torch.isfinite(loss).item()
-        else:
-            bad = any(not torch.isfinite(p).all() for group in self.optimizer.param_groups for p in group["params"])
-        if bad:
-            last = self.step - self.step % self.stage_config.checkpoint_every
-            raise NonFiniteError(
-                f"{self.stage}: non-finite loss or parameters at step {self.step} for prompt {self.prompt!r}; "
-                f"stopped. The last good checkpoint ({self.checkpoint_path}, step {last if self.checkpoint_path.exists() else 'none'}) "
-                "is kept. Lower the learning rate or guidance scale, or set guidance.grad_clip.", self.step)
+                return loss * float("nan")
+        return loss
 
-    def train_step(self) -> dict[str, float]:
+    def read_checked(self, metrics: dict) -> dict[str, float]:
+        """The step's metrics as floats, in one host read together with the NaN guard's flags.
+
+        Called when logging and before every checkpoint, so the per-step loop never waits for the
+        device; a non-finite loss recorded at any step since, or non-finite parameters, stop the
+        stage with that step named and the last good checkpoint kept.
+        """
+        finite = torch.stack([torch.isfinite(p).all() for group in self.optimizer.param_groups
+                              for p in group["params"]]).all()
+        values = read_scalars({**metrics, "_first_nonfinite": self.first_nonfinite, "_parameters_finite": finite})
+        first, parameters_finite = int(values.pop("_first_nonfinite")), bool(values.pop("_parameters_finite"))
+        if first >= 0 or not parameters_finite:
+            step = first if first >= 0 else self.step
+            last = step - step % self.stage_config.checkpoint_every
+            raise NonFiniteError(
+                f"{self.stage}: non-finite loss or parameters at step {step} for prompt {self.prompt!r}; "
+                f"stopped. The last good checkpoint ({self.checkpoint_path}, step {last if self.checkpoint_path.exists() else 'none'}) "
+                "is kept. Lower the learning rate or guidance scale, or set guidance.grad_clip.", step)
+        return values
+
+    def train_step(self) -> dict[str, float | torch.Tensor]:
+        """One optimisation step; its metrics stay device scalars until `read_checked`."""
         c = self.stage_config
-        info = self.model.before_step(self.step, self.generator)
-        cameras = sample_cameras(self.config.camera, c.batch_size, self.generator)
+        device = self.prior.device_
+        info = self.model.before_step(self.step, self.device_generator)
+        cameras = sample_cameras(self.config.camera, c.batch_size, self.device_generator, device)
         shading = choose_shading(self.shading, self.step, self.generator, c.shading_start_step)
-        output = self.model.render(cameras.to(self.prior.device_), c.resolution * c.supersample, shading,
-                                   self.generator)
+        output = self.model.render(cameras, c.resolution * c.supersample, shading, self.device_generator)
         output = box_downsample(output, c.supersample)
         images = output.rgb.permute(0, 3, 1, 2)
         latents = self.prior.encode_images(images)
         text = self.prior.text_embeddings(self.prompt, cameras)
         guided = self.guidance(latents, text, cameras.conditioning(), self.step)
         regularisers = self.model.regularisers(c, output)
-        loss = guided.loss + sum(regularisers.values(), torch.zeros((), device=latents.device))
-        self.check_finite(loss)
+        loss = self.inject_fault(guided.loss + sum(regularisers.values(), torch.zeros((), device=latents.device)))
+        self.first_nonfinite = torch.where(torch.isfinite(loss.detach()) | (self.first_nonfinite >= 0),
+                                           self.first_nonfinite, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.check_finite()
-        metrics = {"loss": loss.item(), "loss_guidance": guided.loss.item(), **guided.info, **info,
-                   **{f"loss_{k}": v.item() for k, v in regularisers.items()},
-                   "opacity": output.opacity.mean().item(), "shading": ("albedo", "diffuse", "textureless").index(shading)}
-        return metrics
+        return {"loss": loss.detach(), "loss_guidance": guided.loss.detach(), **guided.info, **info,
+                **{f"loss_{k}": v.detach() for k, v in regularisers.items()},
+                "opacity": output.opacity.detach().mean(), "shading": ("albedo", "diffuse", "textureless").index(shading)}
 
     def finish(self) -> None:
         """Call once the stage's exports are written: until then a killed job resumes from the last step."""
@@ -210,9 +231,10 @@ class StageTrainer:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def _stop_if_signalled(self) -> None:
+    def _stop_if_signalled(self, metrics: dict) -> None:
         if self.stop_signal is None:
             return
+        self.read_checked(metrics)  # never checkpoint non-finite parameters
         self.save()
         name = signal.Signals(self.stop_signal).name
         self.logger.event("stopped", self.step, signal=name, checkpoint=str(self.checkpoint_path))
@@ -235,16 +257,20 @@ class StageTrainer:
                 fault_point(f"{self.stage}:step", self.step)
                 metrics = self.train_step()
                 done = self.step + 1
-                if done % self.stage_config.log_every == 0 or done == iterations:
-                    metrics["seconds"] = time.time() - start_time
-                    self.logger.log(metrics, done)
-                    progress.set_postfix(loss=f"{metrics['loss']:.3g}", t=f"{metrics.get('t', math.nan):.2f}")
+                log_now = done % self.stage_config.log_every == 0 or done == iterations
+                save_now = done % self.stage_config.checkpoint_every == 0 or done == iterations
+                if log_now or save_now:
+                    values = self.read_checked(metrics)  # the only host read of these steps
+                    if log_now:
+                        values["seconds"] = time.time() - start_time
+                        self.logger.log(values, done)
+                        progress.set_postfix(loss=f"{values['loss']:.3g}", t=f"{values.get('t', math.nan):.2f}")
                 self.step = done
                 if self.callback is not None:
                     self.callback(done, self.model, time.time() - start_time)
-                if done % self.stage_config.checkpoint_every == 0 or done == iterations:
+                if save_now:
                     self.save()
-                self._stop_if_signalled()
+                self._stop_if_signalled(metrics)
         if resumed >= iterations:
             self.step = iterations
         save_checkpoint(self.state(), self.final_path)
