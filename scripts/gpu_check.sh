@@ -1,51 +1,57 @@
 #!/usr/bin/env bash
-# For a session with a CUDA GPU: build/import tinycudann and nvdiffrast, run their parity tests, run
-# the paper rehearsal on CUDA in fp16, and measure throughput and peak GPU memory per stage at the
-# paper's resolutions (random-weight real architectures) into docs/gpu_check_full.md.
-#   bash scripts/gpu_check.sh [--skip-build]
+# The GPU check, sized for one lent window (15 min of device time, start-up included): install the
+# CUDA extensions from wheels, run their parity tests against the pure-PyTorch back ends (values and
+# gradients) and the device tests, then measure every stage and method at config/paper.yaml's
+# settings with architecture-only priors, for both back-end sets: s/iteration, the method's floor,
+# syncs/iteration, peak GPU memory, and the projected time per asset for each published recipe.
+# Writes docs/gpu_check.md.
+#
+#   bash scripts/gpu_check.sh --wheelhouse DIR [--stages stage1 ...] [--methods apfo ...]   # on a GPU
+#   bash scripts/gpu_check.sh --dry-run        # on a CPU: every step at toy size, nothing installed,
+#                                              # report to results/gpu_check_dry_run.md
+# Extensions without a wheelhouse: bash scripts/install_gpu_extensions.sh (builds from upstream).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x .venv/bin/python ] || bash scripts/install.sh
-. .venv/bin/activate
-nvidia-smi
-out=docs/gpu_check_full.md  # docs/gpu_check.md holds the first GPU run (offline, scripts/gpu_stage_check.py)
-{
-  echo "# GPU check ($(date -u +%Y-%m-%d), $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -n 1))"
-  echo
-  echo "Written by \`bash scripts/gpu_check.sh\`."
-} > "$out"
-if [ "${1:-}" != "--skip-build" ]; then
-  # On a CPU-wheel venv, the CUDA torch comes first (PyPI's default build of the pinned version).
-  python -c "import torch, sys; sys.exit(0 if torch.version.cuda else 1)" || \
-    pip install --force-reinstall --no-deps torch==2.14.1 torchvision==0.29.1
-  bash scripts/install_gpu_extensions.sh 2>&1 | tail -n 5 || echo "extension build failed (see above)"
-fi
-echo "## Parity tests (tinycudann, nvdiffrast)" >> "$out"
-python -m pytest -q -m gpu -p no:cacheprovider tests/test_hashgrid.py tests/test_rasterize.py 2>&1 | tail -n 5 | sed 's/^/    /' >> "$out" || true
-echo "## Device test on a real GPU" >> "$out"
-python -m pytest -q -p no:cacheprovider tests/test_devices.py 2>&1 | tail -n 3 | sed 's/^/    /' >> "$out" || true
-echo "## Rehearsal on CUDA, fp16 (config/paper.yaml + paper-rehearsal.yaml, device cuda)" >> "$out"
-python - <<'PY'
-import yaml
-data = yaml.safe_load(open("config/paper-rehearsal.yaml"))
-data["suite"] = "paper-rehearsal-cuda"
-data["pipeline_overrides"].update({"device": "cuda", "nerf.encoding.backend": "auto", "rasterizer": "auto"})
-for rule in ("stage1", "stage2", "stage3"):
-    data["resources"][rule]["gpu"] = 1
-yaml.safe_dump(data, open("results/paper-rehearsal-cuda.yaml", "w"))
-PY
+dry_run=0 wheelhouse="" extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) dry_run=1; shift ;;
+    --wheelhouse) wheelhouse="$2"; shift 2 ;;
+    --stages|--methods) flag="$1"; shift; extra+=("$flag"); while [ $# -gt 0 ] && [[ "$1" != --* ]]; do extra+=("$1"); shift; done ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "error: unknown option $1" >&2; exit 2 ;;
+  esac
+done
 start=$(date +%s)
-if snakemake --cores all --resources gpu=1 --configfile config/paper.yaml results/paper-rehearsal-cuda.yaml > results/rehearsal-cuda.log 2>&1; then
-  echo "    passed in $(( $(date +%s) - start )) s" >> "$out"
-  python - >> "$out" <<'PY'
-import glob, pandas as pd
-rows = [pd.read_csv(f, sep="\t").assign(rule=f.split("/")[-1][:-4]) for f in sorted(glob.glob("benchmarks/paper-rehearsal-cuda/**/*.tsv", recursive=True))]
-print(pd.concat(rows)[["rule", "s", "max_rss"]].to_markdown(index=False))
-PY
+step() { echo; echo "== $1 ($(( $(date +%s) - start )) s)"; }
+if [ "$dry_run" = 1 ]; then
+  [ -x .venv/bin/python ] || bash scripts/install.sh
+  . .venv/bin/activate
+  config=config/toy.yaml out=results/gpu_check_dry_run.md
+  report_args=(--config "$config" --steps 1 --warmup 1 --set stage3.resolution=64 --out "$out")
 else
-  echo "    FAILED: tail of results/rehearsal-cuda.log:" >> "$out"; tail -n 20 results/rehearsal-cuda.log | sed 's/^/    /' >> "$out"
+  if [ -x .venv/bin/python ]; then . .venv/bin/activate; fi
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'error: torch sees no CUDA device')"
+  config=config/paper.yaml out=docs/gpu_check.md
+  report_args=(--config "$config" --architecture-only --out "$out")
+  step "CUDA extensions"
+  if [ -n "$wheelhouse" ]; then
+    bash scripts/install_gpu_extensions.sh --wheelhouse "$wheelhouse"
+  else
+    echo "no --wheelhouse: using what is installed"
+  fi
 fi
-echo "## Throughput and peak GPU memory per stage at paper resolution (architecture-only, fp16 UNet)" >> "$out"
-dreamflow benchmark --throughput-only --config config/paper.yaml --set prior.architecture_only=true \
-  --set refiner_prior.architecture_only=true >> "$out" 2>&1 || echo "throughput failed" >> "$out"
-cat "$out"
+python - <<'PY'
+from dreamflow.geometry.hashgrid import tcnn_available
+from dreamflow.render.rasterize import nvdiffrast_available
+print(f"hash grid: {'tinycudann' if tcnn_available() else 'pure PyTorch'}; "
+      f"rasteriser: {'nvdiffrast' if nvdiffrast_available() else 'pure PyTorch'}")
+PY
+step "parity: tinycudann vs torch hash grid, nvdiffrast vs torch rasteriser (values, alpha, gradients)"
+python -m pytest -q -p no:cacheprovider -n 0 -m gpu -rs tests/test_hashgrid.py tests/test_rasterize.py 2>&1 | tail -n 6
+step "device tests (simulated CUDA on a CPU; the real device on a GPU)"
+python -m pytest -q -p no:cacheprovider -n 0 tests/test_devices.py 2>&1 | tail -n 3
+step "throughput per stage, method and back-end set -> $out"
+python -m dreamflow.benchmarks.gpu_report "${report_args[@]}" "${extra[@]}"
+step "done"

@@ -70,7 +70,14 @@ def test_tcnn_parity():
     encoding.params.data.uniform_(-1, 1)
     x = torch.rand(4096, 3, device="cuda")
     assert encoding.backend == "tcnn"
-    assert torch.allclose(encoding(x), encoding.forward_torch(x), atol=1e-3)
+    weights = torch.randn(4096, encoding.n_output_dims, device="cuda")
+    tcnn_out = encoding(x)
+    (tcnn_out * weights).sum().backward()
+    tcnn_grad, encoding.params.grad = encoding.params.grad.clone(), None
+    torch_out = encoding.forward_torch(x)
+    (torch_out * weights).sum().backward()  # the torch path's backward on the GPU (index_add_)
+    assert torch.allclose(tcnn_out, torch_out, atol=1e-3)
+    assert torch.allclose(tcnn_grad, encoding.params.grad, atol=1e-3, rtol=1e-3)
 
 
 def autograd_encoding(encoding: HashGridEncoding, x: torch.Tensor) -> torch.Tensor:
