@@ -106,6 +106,9 @@ class HashGridConfig:
     base_resolution: int = 16
     finest_resolution: int = 2048
     backend: str = "auto"  # auto | tcnn | torch
+    # torch.compile the pure-PyTorch path's corner indices and weights (elementwise work it fuses);
+    # a compile failure warns and runs eagerly. Off by default: not measured to help on a CPU.
+    compile: bool = False
 
 
 @dataclass

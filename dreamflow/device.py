@@ -8,6 +8,9 @@ at once (`read_scalars`) only when it logs or checkpoints.
 
 from __future__ import annotations
 
+import warnings
+from typing import Callable
+
 import torch
 
 
@@ -31,4 +34,23 @@ def read_scalars(values: dict[str, float | int | torch.Tensor]) -> dict[str, flo
     return {key: out[key] for key in values}
 
 
-__all__ = ["make_generator", "read_scalars"]
+class GuardedCompile:
+    """`torch.compile(function)` that falls back to `function` with a warning if compiling or running
+    the compiled graph fails (a missing C++ compiler, an unsupported op), instead of stopping a run."""
+
+    def __init__(self, function: Callable, name: str):
+        self.function, self.name = function, name
+        self.compiled: Callable | None = torch.compile(function, dynamic=True)
+
+    def __call__(self, *args, **kwargs):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - any compile failure: run eagerly, say so once
+                warnings.warn(f"torch.compile of {self.name} failed ({type(error).__name__}: {str(error)[:200]}); "
+                              "running it without compiling", stacklevel=2)
+                self.compiled = None
+        return self.function(*args, **kwargs)
+
+
+__all__ = ["make_generator", "read_scalars", "GuardedCompile"]

@@ -31,12 +31,12 @@ def main() -> None:
     args.out.mkdir(exist_ok=True)
     glb = next(args.suite.glob(f"*/{args.glb_prompt}*/seed*/stage3/mesh.glb"))
     page = Path("/tmp") / "dreamflow_glb_view.html"
-    page.write_text(standalone_page(glb, f"{glb.relative_to(args.suite.parent)} in three.js (GLTFLoader)", size=420))
+    page.write_text(standalone_page(glb, f"stage 3 .glb of “{glb.parents[2].name.rsplit('-', 1)[0].replace('-', ' ')}” in three.js", size=360))
     driver = chromium(1280, 800)
     try:
         driver.get(page.as_uri())
         wait_for(driver, "window.viewerResult")
-        driver.set_window_size(560, 560)
+        driver.set_window_size(420, 640)
         driver.save_screenshot(str(args.out / "screenshot_glb_viewer.png"))
         driver.set_window_size(1280, 800)
         driver.get((args.suite / "report.html").as_uri())

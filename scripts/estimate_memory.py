@@ -16,7 +16,7 @@ What is measured, and how:
 * the no-grad UNet calls (CFG batch of 2, the source model) keep no activations: their transient
   peak is below the training step's.
 The sum gets 20 % on top for the allocator's fragmentation and CUDA context. An estimate, not a
-measurement on a GPU. Measured on an H200 (docs/gpu_check.md, pure-PyTorch back ends): stage 1
+measurement on a GPU. Measured on an H200 (docs/gpu_first_run.md, pure-PyTorch back ends): stage 1
 32.4 GB, stage 2 8.1 GB, stage 3 20.0 GB; the stage-3 estimate misses the pure-PyTorch rasteriser's
 buffers at 1024 px.
 """

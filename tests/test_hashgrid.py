@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -127,3 +128,21 @@ def test_nerf_normals_point_out_of_the_initial_density_blob():
     points = torch.nn.functional.normalize(torch.randn(200, 3), dim=-1) * torch.rand(200, 1).clamp(0.1, 0.45)
     cosine = (field.normals(points) * torch.nn.functional.normalize(points, dim=-1)).sum(-1)
     assert cosine.min() > 0.98
+
+
+def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
+    """nerf.encoding.compile: a torch.compile that fails (no compiler, unsupported op) warns once and the
+    encoding keeps working eagerly with the same values."""
+    def broken_compile(function, **kwargs):
+        def compiled(*args, **kw):
+            raise RuntimeError("no C++ compiler")
+        return compiled
+
+    x = torch.rand(64, 3)
+    eager = HashGridEncoding(CONFIG)
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    guarded = HashGridEncoding(dataclasses.replace(CONFIG, compile=True))
+    guarded.load_state_dict(eager.state_dict())
+    with pytest.warns(UserWarning, match="torch.compile of the hash grid's corners failed"):
+        first = guarded(x)
+    assert torch.equal(first, eager(x)) and torch.equal(guarded(x), first)

@@ -42,7 +42,7 @@ def test_every_config_key_is_read_somewhere():
 
 def test_no_module_imports_up_the_layers():
     """Lower layers never import higher ones at module level (lazy imports inside functions are allowed)."""
-    layers = ["io", "config", "prompts", "render", "toyworld", "geometry", "export", "priors", "guidance",
+    layers = ["io", "device", "config", "prompts", "render", "toyworld", "geometry", "export", "priors", "guidance",
               "training", "evaluate", "benchmarks", "cli"]
     rank = {name: i for i, name in enumerate(layers)}
     violations = []

@@ -136,6 +136,9 @@ def test_study_page_scripted_votes_tally_back(browser, compare_suite, tmp_path):
             side = "tie" if pair["baseline"] == "vsd" else ("left" if pair["left"] == "apfo" else "right")
             driver.find_element("id", f"choose-overall-{side}").click()
         assert driver.find_element("id", "progress-text").text == f"{len(key['pairs'])} of {len(key['pairs'])} answered"
+        # The last pair shows its answer, and only that one, as chosen.
+        chosen = driver.execute_script("return [...document.querySelectorAll('.answers button.chosen')].length")
+        assert chosen == 1
         images = driver.execute_script("return [...document.images].every(i => i.complete && i.naturalWidth > 0)")
         assert images and not console_messages(driver, "SEVERE")
         driver.find_element("id", "export").click()
@@ -152,4 +155,4 @@ def test_study_page_scripted_votes_tally_back(browser, compare_suite, tmp_path):
     table = pd.read_csv(paths["csv"]).set_index("baseline")
     assert table.loc["sds", "win_pct"] == 100 and table.loc["sds", "votes"] == 1
     assert table.loc["vsd", "tie_pct"] == 100 and table.loc["vsd", "votes"] == 2
-    assert "Human preference: 1 rater(s)" in Path(paths["md"]).read_text()
+    assert "Votes from the study page: 1 rater(s) (tester)" in Path(paths["md"]).read_text()

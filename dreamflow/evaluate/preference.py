@@ -282,7 +282,7 @@ def write_tally(vote_files: list[str | Path], key_path: str | Path, out_prefix: 
     automatic = all(json.loads(Path(p).read_text()).get("automatic") for p in vote_files)
     raters = sorted(votes["rater"].unique())
     source = (f"Automatic judge, not human votes: {raters[0]}." if automatic
-              else f"Human preference: {len(raters)} rater(s), {len(votes)} votes.")
+              else f"Votes from the study page: {len(raters)} rater(s) ({', '.join(raters)}), {len(votes)} votes.")
     out_prefix = Path(out_prefix)
     paths = {"csv": out_prefix.with_suffix(".csv"), "md": out_prefix.with_suffix(".md"),
              "png": out_prefix.with_suffix(".png")}

@@ -44,7 +44,7 @@ function show() {
   for (const q of questions) {
     const chosen = state.votes[voteKey(pair.pair, q)];
     for (const c of ['left', 'tie', 'right']) {
-      document.getElementById('choose-' + q + '-' + c).classList.toggle('chosen', chosen && chosen.choice === c);
+      document.getElementById('choose-' + q + '-' + c).classList.toggle('chosen', Boolean(chosen && chosen.choice === c));
     }
   }
   const n = answered();

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from dreamflow.config import HashGridConfig
+from dreamflow.device import GuardedCompile
 
 PRIMES = (1, 2654435761, 805459861)
 PRIMES_INT32 = tuple(p - 2**32 if p >= 2**31 else p for p in PRIMES)  # same low 32 bits
@@ -70,6 +71,7 @@ class HashGridEncoding(nn.Module):
         self.backend = self._choose_backend(config.backend)
         self._tcnn = None
         self._layout_cache: dict[torch.device, dict] = {}
+        self._corners = GuardedCompile(self.corners, "the hash grid's corners") if config.compile else self.corners
 
     @staticmethod
     def _choose_backend(requested: str) -> str:
@@ -106,13 +108,18 @@ class HashGridEncoding(nn.Module):
         return self.forward_torch(x)
 
     def forward_torch(self, x: torch.Tensor) -> torch.Tensor:
-        """All levels at once: int32 corner indices, one gather, a bincount backward (`_TableLookup`).
+        """All levels at once: int32 corner indices, one gather, a bincount backward (`_TableLookup`)."""
+        index, weights = self._corners(x, self._layout(x.device))
+        table = self.params.view(-1, self.config.n_features_per_level)
+        return _TableLookup.apply(table, index, weights).reshape(x.shape[0], self.n_output_dims)
+
+    def corners(self, x: torch.Tensor, layout: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Table indices [N, L, 8] (int32) and trilinear weights [N, L, 8] of every level's 8 corners.
 
         Per axis only the two neighbouring grid lines are computed ([N, L, 2]); the 8 corners are
         their outer combination (corner c has bit d set when it takes the upper line along axis d).
         Dense levels (the coarse ones, whose grid fits the table) come first, then hashed levels.
         """
-        layout = self._layout(x.device)
         position = x[:, None, :] * layout["scales"][:, None] + 0.5  # [N, L, 3]
         floor = position.floor()
         fraction = position - floor
@@ -133,9 +140,7 @@ class HashGridEncoding(nn.Module):
             hashed = ((lz * PRIMES_INT32[2])[..., :, None, None] ^ (ly * PRIMES_INT32[1])[..., None, :, None]
                       ^ (lx * PRIMES_INT32[0])[..., None, None, :])
             index.append(hashed.flatten(2) & layout["masks"][dense_levels:, None])
-        index = torch.cat(index, dim=1) + layout["offsets"][:, None]  # [N, L, 8]
-        table = self.params.view(-1, self.config.n_features_per_level)
-        return _TableLookup.apply(table, index, weights).reshape(x.shape[0], self.n_output_dims)
+        return torch.cat(index, dim=1) + layout["offsets"][:, None], weights  # [N, L, 8] each
 
     def _layout(self, device: torch.device) -> dict:
         cached = self._layout_cache.get(device)
