@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check, sized for one lent window (15 min of device time, start-up included): install the
+# The GPU check, sized for a short GPU allocation (15 min, start-up included): install the
 # CUDA extensions from wheels, run their parity tests against the pure-PyTorch back ends (values and
 # gradients) and the device tests, then measure every stage and method at config/paper.yaml's
 # settings with architecture-only priors, for both back-end sets: s/iteration, the method's floor,
