@@ -55,13 +55,15 @@ def test_tally_decodes_sides_and_measures_agreement(suite, tmp_path):
     assert table["win_pct"] == pytest.approx(100 * 10 / 12) and table["tie_pct"] == pytest.approx(100 * 2 / 12)
     assert table["lose_pct"] == 0 and table["win_low"] <= table["win_pct"] <= table["win_high"] == 100
     assert table["agreement_pct"] == pytest.approx(100 * 4 / 6)
-    # Krippendorff's alpha by hand: 6 units of 2 ratings, coincidences left-or-right (W) vs tie (T):
-    # agreeing units add 2 to o_WW, the two split units add 1 to o_WT and o_TW; n = 12, n_W = 10, n_T = 2.
-    expected = 1 - (12 - 1) * 2 / (12 * 12 - 10 * 10 - 2 * 2)
-    choices_per_side = votes["choice"].isin(["left", "right"]).sum()
-    if votes[votes["choice"] != "tie"]["choice"].nunique() == 1:  # all W on one side: the formula above holds
-        assert table["krippendorff_alpha"] == pytest.approx(expected)
-    assert choices_per_side == 10 and -1 <= table["krippendorff_alpha"] < 1
+    assert votes["choice"].isin(["left", "right"]).sum() == 10 and -1 <= table["krippendorff_alpha"] < 1
+
+
+def test_krippendorff_alpha_by_hand():
+    """Units of two ratings: (L, L), (L, L), (L, T), (R, R). Coincidences o_LL = 4, o_LT = o_TL = 1,
+    o_RR = 2; n = 8, n_L = 5, n_T = 1, n_R = 2: alpha = 1 - (n - 1) * 2 / (n^2 - 25 - 1 - 4) = 1 - 14 / 34."""
+    votes = pd.DataFrame({"pair": ["p1", "p1", "p2", "p2", "p3", "p3", "p4", "p4"], "question": "q",
+                          "choice": ["left", "left", "left", "left", "left", "tie", "right", "right"]})
+    assert preference.krippendorff_alpha(votes) == pytest.approx(1 - 14 / 34)
 
 
 def test_krippendorff_alpha_limits():

@@ -69,7 +69,7 @@ class DiffusionPrior(nn.Module):
         self.camera_embedding: nn.Module | None = None
         self._own_class_embedding = self.unet.class_embedding  # restored after each LoRA call
         self.has_lora = False
-        self._on_device: dict[str, dict[str, torch.Tensor]] = {}  # text -> embeddings on the device
+        self._tables: dict[tuple[str, ...], dict[str, torch.Tensor]] = {}  # texts -> stacked embeddings on the device
         self._time_ids: dict[tuple, torch.Tensor] = {}  # SDXL time ids per (height, width, branch)
 
     # -- images and latents ------------------------------------------------------------------
@@ -134,12 +134,12 @@ class DiffusionPrior(nn.Module):
             return self.cache.get_or_compute(f"{prompt}\0{negative}", lambda: self._encode_text(prompt, negative))
 
     def _embedding_table(self, texts: tuple[str, ...]) -> dict[str, torch.Tensor]:
-        """Embeddings of `texts` stacked [len(texts), ...] on the device (copied there once per text)."""
-        for text in texts:
-            if text not in self._on_device:
-                self._on_device[text] = {k: v.to(self.device_, self.dtype) for k, v in self._embed(text).items()}
-        entries = [self._on_device[text] for text in texts]
-        return {key: torch.stack([e[key] for e in entries]) for key in entries[0]}
+        """Embeddings of `texts` stacked [len(texts), ...] on the device (made and copied there once)."""
+        if texts not in self._tables:
+            entries = [self._embed(text) for text in texts]
+            self._tables[texts] = {key: torch.stack([e[key] for e in entries]).to(self.device_, self.dtype)
+                                   for key in entries[0]}
+        return self._tables[texts]
 
     def text_embeddings(self, prompt: str, cameras: Cameras | None = None, batch_size: int = 1) -> TextEmbeddings:
         """Embeddings for `prompt`, with DreamFusion's view suffix per camera when enabled.

@@ -113,6 +113,7 @@ class TorchRasterizer:
         empty = torch.iinfo(torch.int64).max
         keys = torch.full((batch * pixels_per_image + 1,), empty, dtype=torch.int64, device=device)  # +1: misses
         face_ids = torch.arange(faces.shape[0], device=device)
+        batch_ids = torch.arange(batch, device=device)[:, None]
         axis = torch.arange(small, device=device)
         grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).view(-1, 2).float()  # [small^2, 2]
         chunk = max(1, self.max_elements // (batch * grid.shape[0]))
@@ -120,8 +121,7 @@ class TorchRasterizer:
             part = slice(start, start + chunk)
             pixel = lo[:, part, None, :] + grid  # [B, f, small^2, 2]
             hit = tiny[:, part, None] & (grid < extent[:, part, None, :]).all(-1)
-            self._reduce_hits(keys, pixel, tri[:, part], tri_w[:, part], hit,
-                              torch.arange(batch, device=device)[:, None], face_ids[part], resolution)
+            self._reduce_hits(keys, pixel, tri[:, part], tri_w[:, part], hit, batch_ids, face_ids[part], resolution)
         rest = valid & ~tiny
         area = (extent[..., 0] * extent[..., 1]).long() * rest
         count, total = torch.stack([rest.sum(), area.sum()]).tolist()

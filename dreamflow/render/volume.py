@@ -167,9 +167,8 @@ class VolumeRenderer(nn.Module):
         if index.numel() > 0:
             if light is None:
                 light = light_directions(cameras)
-            samples = points.shape[1]
-            ray = torch.div(index, samples, rounding_mode="floor")
-            sample_light = light.repeat_interleave(resolution * resolution, dim=0).index_select(0, ray)
+            view = torch.div(index, points.shape[1] * resolution * resolution, rounding_mode="floor")
+            sample_light = light.index_select(0, view)
             normals = self.field.normals(points.reshape(-1, 3).index_select(0, index))
             lambert = (normals * sample_light).sum(-1, keepdim=True).clamp(min=0)
             lit = base.reshape(-1, 3).index_select(0, index) * (ambient + (1 - ambient) * lambert)
