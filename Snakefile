@@ -20,13 +20,12 @@ rule all:
 
 
 include: "workflow/rules/prepare.smk"
-include: "workflow/rules/stage1.smk"
+include: "workflow/rules/stages.smk"
 include: "workflow/rules/extract_mesh.smk"
-include: "workflow/rules/stage2.smk"
-include: "workflow/rules/stage3.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/preference.smk"
+include: "workflow/rules/compare.smk"
 
 
 # A failed job stops its own chain only (profiles use keep-going); the summary still lists every

@@ -89,8 +89,16 @@ def cmd_stage(args) -> int:
                                                       config.seed, error, step)
     spec = get_stage(stage)
     inputs = StageInputs(**{name: Path(getattr(args, name)) for name in spec.inputs})
+    recorder = None
+    if args.curve_every:
+        from dreamflow.evaluate.curves import CurveRecorder, CurveSettings
+
+        settings = CurveSettings(args.curve_every, args.curve_views, args.curve_clip_model, args.curve_clip_pretrained)
+        stage_config = spec.stage_config(config)
+        # Built before the trainer seeds: loading CLIP draws from the global torch RNG.
+        recorder = CurveRecorder(settings, config, prompt, stage_config.resolution, stage_config.iterations)
     try:
-        result = run_stage(spec, config, prompt, args.out, logger, inputs)
+        result = run_stage(spec, config, prompt, args.out, logger, inputs, recorder)
     except NonFiniteError as error:
         failure(error, error.step)
         logger.finish(exit_code=1)
@@ -104,6 +112,9 @@ def cmd_stage(args) -> int:
         failure(error)
         logger.finish(exit_code=1)
         raise
+    if recorder is not None:
+        recorder.write(args.out, {"method": config.guidance.method, "variant": args.variant, "prompt": prompt,
+                                  "seed": config.seed, "stage": stage})
     clear_failure(args.out)
     logger.finish()
     print(json.dumps({"stage": stage, "steps": result.steps, "seconds": round(result.seconds, 2),
@@ -123,13 +134,14 @@ def cmd_extract(args) -> int:
 def cmd_evaluate(args) -> int:
     from dreamflow.evaluate.metrics import evaluate_asset
 
-    config = _load_config(args)
     from dreamflow.evaluate.metrics import AssetFiles
+    from dreamflow.training.stages import STAGES
 
-    files = AssetFiles(Path(args.stage1), Path(args.stage2), Path(args.stage3), Path(args.mesh) if args.mesh else None)
+    config = _load_config(args)
+    files = AssetFiles({name: Path(getattr(args, name)) for name in STAGES}, Path(args.mesh) if args.mesh else None)
     metrics = evaluate_asset(config, _prompt(args), files, args.out, args.clip_model,
                              args.clip_pretrained, args.views, args.benchmarks or [], method=args.method,
-                             suite_prompts=args.suite_prompts, detail_views=args.detail_views)
+                             variant=args.variant, suite_prompts=args.suite_prompts, detail_views=args.detail_views)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}))
     return 0
 
@@ -162,33 +174,6 @@ def cmd_preference(args) -> int:
     return 0
 
 
-def cmd_train_toy_prior(args) -> int:
-    import torch
-
-    from dreamflow.toyworld.train_prior import ToyPriorTrainingConfig, train_toy_priors
-
-    torch.set_num_threads(args.threads or torch.get_num_threads())
-    config = ToyPriorTrainingConfig(output_dir=args.output_dir, seed=args.seed)
-    if args.quick:
-        config.views_plain, config.views_pattern, config.views_composition = 2, 1, 1
-        config.vae_steps, config.unet_steps = 20, 20
-        config.refiner_vae_steps, config.refiner_unet_steps = 10, 10
-    which = tuple(args.which)
-    print(json.dumps({k: str(v) for k, v in train_toy_priors(config, which).items()}))
-    return 0
-
-
-def cmd_train_toy_clip(args) -> int:
-    from dreamflow.evaluate.toy_clip import ToyCLIPTrainingConfig, train_toy_clip
-
-    config = ToyCLIPTrainingConfig(output_dir=args.output_dir, seed=args.seed)
-    if args.quick:
-        config.views_plain, config.views_pattern, config.views_composition, config.steps = 2, 1, 1, 20
-        config.dataset_cache = str(Path(args.output_dir) / ".cache")
-    print(train_toy_clip(config))
-    return 0
-
-
 def cmd_fetch_models(args) -> int:
     import os
 
@@ -200,68 +185,50 @@ def cmd_fetch_models(args) -> int:
     return 0
 
 
-def _variants(specs: list[str] | None) -> dict[str, dict]:
-    """`LABEL:KEY=VALUE[,KEY=VALUE...]` -> {LABEL: overrides}; the method defaults to apfo."""
-    variants = {}
-    for spec in specs or []:
-        label, _, pairs = spec.partition(":")
-        if not label or not pairs:
-            raise SystemExit(f"--variant expects LABEL:KEY=VALUE[,KEY=VALUE...], got {spec!r}")
-        variants[label] = {"guidance.method": "apfo", **_overrides(pairs.split(","))}
-    return variants
+def cmd_compare(args) -> int:
+    """The comparison reports, each a pure function of the stages' curve files."""
+    from dreamflow.benchmarks.race import load_curves
 
+    curves = load_curves(args.curves)
+    out = Path(args.out)
+    if args.action == "pick":
+        from dreamflow.benchmarks.race import pick, tuning_grid, tuning_table
 
-def cmd_benchmark(args) -> int:
-    from dreamflow.benchmarks.convergence import RaceConfig, race
-    from dreamflow.benchmarks.report import write_report
-
-    config = RaceConfig(methods=tuple(args.methods), prompts=tuple(args.prompts), seeds=tuple(args.seeds),
-                        stages=tuple(args.stages), mesh_seeds=tuple(args.mesh_seeds) if args.mesh_seeds else None,
-                        eval_every=args.eval_every, overrides=_overrides(args.set),
-                        variants=_variants(args.variant), iou_threshold=args.iou_threshold,
-                        colour_threshold=args.colour_threshold, workers=args.workers,
-                        tuning_factors=tuple(args.tune_factors or ()),
-                        tuning_prompts=tuple(args.tuning_prompts or RaceConfig.tuning_prompts),
-                        tuning_seeds=tuple(args.tuning_seeds or RaceConfig.tuning_seeds),
-                        tuning_stage=args.tuning_stage)
-    shard = tuple(int(x) for x in args.shard.split("/")) if args.shard else (0, 1)
-    if args.throughput_only:
-        from dreamflow.benchmarks.throughput import measure_throughput
-
-        print(measure_throughput(args.config, overrides=_overrides(args.set)).round(3).to_markdown(index=False))
+        runs = tuning_table(curves, args.stage)
+        grid = tuning_grid(runs)
+        picks = pick(grid, yaml.safe_load(args.points))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        runs.to_csv(out.with_name("tuning_runs.csv"), index=False)
+        grid.to_csv(out.with_name("tuning_grid.csv"))
+        out.write_text(yaml.safe_dump(picks, sort_keys=False))
+        print(grid.round(3).to_markdown())
         return 0
-    tuning = None
-    if config.tuning_factors:
-        from dreamflow.benchmarks.convergence import tune
+    if args.action == "race":
+        import pandas as pd
 
-        tuning, best = tune(args.config, config, args.work_dir)
-        config.variants = {**best, **config.variants}
-        print(tuning.round(3).to_markdown())
-    curves = race(args.config, config, args.work_dir, shard)
-    if args.shard:
-        print(f"shard {args.shard} done; run again without --shard to write the report")
+        from dreamflow.benchmarks.race import RaceSettings, race_labels
+        from dreamflow.benchmarks.report import write_report
+
+        settings = RaceSettings(args.iou_threshold, args.colour_threshold, args.clip_threshold,
+                                args.eval_every, args.eval_views)
+        tuning = picks = None
+        if args.tuning:
+            picks = yaml.safe_load(Path(args.tuning).read_text())
+            tuning = pd.read_csv(Path(args.tuning).with_name("tuning_grid.csv"), index_col="method")
+        notes = Path(args.notes).read_text() if args.notes and Path(args.notes).exists() else ""
+        print(write_report(race_labels(curves), settings, out, args.command, tuning, picks, args.tuning_text or "",
+                           notes))
         return 0
-    throughput = None
-    if args.throughput:
-        from dreamflow.benchmarks.throughput import measure_throughput
+    from dreamflow.benchmarks.recipe import recipe_results, write_recipe_report
 
-        throughput = measure_throughput(args.config, overrides=_overrides(args.set))
-    sections = []
-    if args.recipe_scale:
-        from dreamflow.benchmarks.recipe import RecipeRaceConfig, recipe_race, write_recipe_section
+    print(write_recipe_report(recipe_results(curves), args.bar, args.candidates, args.tolerance, out, args.command))
+    return 0
 
-        tuned = {variant.get("guidance.method", label): {k: v for k, v in variant.items() if k != "guidance.method"}
-                 for label, variant in config.variants.items() if label in config.methods}
-        recipes = RecipeRaceConfig(prompts=tuple(args.recipe_prompts or args.prompts), seeds=tuple(args.recipe_seeds or args.seeds),
-                                   scale=args.recipe_scale, halvings=args.recipe_halvings, tuned=tuned,
-                                   overrides=_overrides(args.set), workers=args.workers)
-        results = recipe_race(args.config, recipes, Path(args.work_dir) / "recipes")
-        results.to_csv(Path(args.out).with_name("recipe_race.csv"), index=False)
-        sections.append(write_recipe_section(results, recipes))
-    command = "dreamflow benchmark " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else "dreamflow benchmark"
-    notes_path = Path(args.out).with_name("benchmark_notes.md")  # hand-written analysis, appended if present
-    notes = notes_path.read_text() if notes_path.exists() else ""
-    print(write_report(curves, config, Path(args.out), command, throughput, notes, tuning, sections=sections))
+
+def cmd_throughput(args) -> int:
+    from dreamflow.benchmarks.throughput import measure_throughput
+
+    print(measure_throughput(args.config, overrides=_overrides(args.set)).round(3).to_markdown(index=False))
     return 0
 
 
@@ -300,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--init", required=True, help=f"checkpoint of {spec.previous} (ckpt.pt)")
         if "mesh" in spec.inputs:
             p.add_argument("--mesh", required=True, help="the mesh extracted from stage 1 (mesh/coarse.obj)")
+        p.add_argument("--variant", default="base", help="name of the suite variant this run belongs to (labels curves)")
+        curves = p.add_argument_group("quality curve (curve.csv beside the checkpoint)")
+        curves.add_argument("--curve-every", type=int, default=0, metavar="N",
+                            help="score held-out views every N iterations (0: no curve)")
+        curves.add_argument("--curve-views", type=int, default=8, help="held-out views per evaluation")
+        curves.add_argument("--curve-clip-model", help="open_clip model for a CLIP score column (any prompt)")
+        curves.add_argument("--curve-clip-pretrained", help="its weights file or pretrained tag")
         _add_wandb_arguments(p)
         p.set_defaults(func=cmd_stage)
     p = sub.add_parser("extract", help="marching cubes on a stage-1 NeRF -> coarse.obj")
@@ -309,10 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="CLIP score, toy ground-truth metrics and timings of one asset")
     _add_config_arguments(p, "the metrics file to write (.json)")
     _add_prompt_arguments(p)
-    p.add_argument("--stage1", required=True, help="stage-1 checkpoint (NeRF)")
+    for spec in STAGES.values():
+        p.add_argument(f"--{spec.name}", required=True, help=f"{spec.name} checkpoint")
     p.add_argument("--mesh", help="mesh extracted from stage 1 (coarse.obj; its Chamfer distance on toy prompts)")
-    p.add_argument("--stage2", required=True, help="stage-2 checkpoint")
-    p.add_argument("--stage3", required=True, help="stage-3 checkpoint (the final asset)")
+    p.add_argument("--variant", default="base", help="name of the suite variant (recorded in metrics.json)")
     p.add_argument("--clip-model", default="dreamflow-toy-clip")
     p.add_argument("--clip-pretrained", default="models/toy-clip/open_clip_model.safetensors")
     p.add_argument("--views", type=int, default=8, help="views for the CLIP score")
@@ -348,55 +322,38 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--clip-model", help="name of the CLIP model, for the table's caption")
     q.add_argument("--resamples", type=int, default=2000)
     q.set_defaults(func=cmd_preference)
-    p = sub.add_parser("train-toy-prior", help="train the embedded toy priors (SD 2.x and SDXL-refiner format)")
-    p.add_argument("--output-dir", default="models")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--which", nargs="+", default=["base", "refiner"], choices=["base", "refiner"])
-    p.add_argument("--quick", action="store_true", help="a few steps only (tests the command, not the model)")
-    p.set_defaults(func=cmd_train_toy_prior)
-    p = sub.add_parser("train-toy-clip", help="train the tiny open_clip model used for evaluation on the toy world")
-    p.add_argument("--output-dir", default="models/toy-clip")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true")
-    p.set_defaults(func=cmd_train_toy_clip)
     p = sub.add_parser("fetch-models", help="download SD 2.1 and the SDXL refiner (needs internet)")
     p.add_argument("models", nargs="*", help="names (sd21, sd21-768, sdxl-refiner) or hub ids; default: all")
     p.add_argument("--cache-dir")
     p.set_defaults(func=cmd_fetch_models)
-    p = sub.add_parser("benchmark", help="convergence race APFO vs SDS vs VSD on the toy world -> docs/benchmarks.md")
+    p = sub.add_parser("compare", help="comparison reports from the stages' curve files (the workflow's race, "
+                                       "tuning and recipe rules call these)")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("pick", help="fair tuning: each method's best grid point on the held-out runs")
+    q.add_argument("--stage", required=True, choices=list(STAGES), help="the stage whose final score is compared")
+    q.add_argument("--points", required=True, help="YAML mapping: grid point -> its run-config overrides")
+    q = actions.add_parser("race", help="convergence race report: thresholds, paired ratios, curves")
+    q.add_argument("--iou-threshold", type=float, default=0.8, help="held-out silhouette IoU to reach")
+    q.add_argument("--colour-threshold", type=float, default=0.3, help="albedo colour error to get below")
+    q.add_argument("--clip-threshold", type=float, default=30.0, help="CLIP score to reach (prompts without truth)")
+    q.add_argument("--eval-every", type=int, default=25, help="the curves' interval (for the text)")
+    q.add_argument("--eval-views", type=int, default=8, help="the curves' views (for the text)")
+    q.add_argument("--tuning", help="the tuning's pick.yaml (tuning_grid.csv beside it)")
+    q.add_argument("--tuning-text", help="where the tuning ran (held-out prompts, seeds, stage), for the report")
+    q.add_argument("--notes", help="hand-written analysis appended to the report, if the file exists")
+    q = actions.add_parser("recipe", help="recipe race report: each recipe's final quality and time vs the bar")
+    q.add_argument("--bar", required=True, help="the variant setting the quality bar (ProlificDreamer's recipe)")
+    q.add_argument("--candidates", nargs="+", required=True, help="DreamFlow's budget variants, largest first")
+    q.add_argument("--tolerance", type=float, default=0.1, help="how far above the bar's score still matches")
+    for q in actions.choices.values():
+        q.add_argument("--curves", nargs="+", required=True, help="curve.csv files of the compared runs")
+        q.add_argument("--out", required=True, help="the report (pick.yaml, benchmarks.md, recipe_race.md)")
+        q.add_argument("--command", default="snakemake --cores all", help="how to regenerate it (for the report)")
+        q.set_defaults(func=cmd_compare)
+    p = sub.add_parser("throughput", help="iterations/s, UNet share and memory per stage and method on this machine")
     p.add_argument("--config", default="config/toy.yaml")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
-    p.add_argument("--methods", nargs="+", default=list(available()), choices=available())
-    p.add_argument("--prompts", nargs="+", default=["a red cube", "a blue sphere", "a yellow cone"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES),
-                   help="stages to race (in order; each needs the previous)")
-    p.add_argument("--mesh-seeds", nargs="+", type=int, help="seeds that also race stages 2-3 (default: all)")
-    p.add_argument("--variant", action="append", metavar="LABEL:KEY=VALUE,...",
-                   help="an extra entry, e.g. apfo-sigma:guidance.schedule=sigma (method apfo unless given)")
-    p.add_argument("--eval-every", type=int, default=25)
-    p.add_argument("--iou-threshold", type=float, default=0.8, help="held-out silhouette IoU to reach")
-    p.add_argument("--colour-threshold", type=float, default=0.3, help="albedo colour error to get below")
-    p.add_argument("--work-dir", default="results/benchmarks")
-    p.add_argument("--out", default="docs/benchmarks.md")
-    p.add_argument("--throughput", action="store_true", help="also measure per-stage iterations/s and memory")
-    p.add_argument("--throughput-only", action="store_true", help="measure throughput only and print the table")
-    p.add_argument("--shard", help="i/n: run only every n-th race entry (parallel workers), no report")
-    p.add_argument("--workers", type=int, default=1, help="processes running entries side by side (1 thread each)")
-    p.add_argument("--tune-factors", nargs="+", type=float,
-                   help="fair tuning: learning-rate factors every method tries on held-out prompts/seeds first")
-    p.add_argument("--tuning-prompts", nargs="+", help="held-out prompts for --tune-factors")
-    p.add_argument("--tuning-seeds", nargs="+", type=int, help="held-out seeds for --tune-factors")
-    p.add_argument("--tuning-stage", default="stage1", choices=list(STAGES),
-                   help="the stage whose learning rates --tune-factors scales (earlier stages run at the config's)")
-    p.add_argument("--recipe-scale", type=float,
-                   help="also run the recipe race: published budgets (ProlificDreamer 25k+15k+30k, ...) times this "
-                        "factor, DreamFlow's searched by halving; methods at their tuned settings")
-    p.add_argument("--recipe-halvings", type=int, default=3, help="most halvings of DreamFlow's budget to try")
-    p.add_argument("--recipe-prompts", nargs="+", help="prompts of the recipe race (default: --prompts)")
-    p.add_argument("--recipe-seeds", nargs="+", type=int, help="seeds of the recipe race (default: --seeds)")
-    p.set_defaults(func=cmd_benchmark)
+    p.set_defaults(func=cmd_throughput)
     p = sub.add_parser("benchmark-2d", help="2D race: guidance on latent images, step sizes tuned per method "
                                             "on held-out seeds -> docs/race2d.md")
     from dreamflow.benchmarks.race2d import Race2DConfig
@@ -425,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from dreamflow.config import ConfigError
     from dreamflow.evaluate.preference import StudyError
-    from dreamflow.export.extract import EmptyMeshError
+    from dreamflow.geometry.mesh import EmptyMeshError
     from dreamflow.io import CorruptCheckpointError
     from dreamflow.priors.base import ModelNotFoundError
     from dreamflow.prompts import PromptFileError

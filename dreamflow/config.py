@@ -143,7 +143,7 @@ class ShadingConfig:
 
 @dataclass
 class StageConfig:
-    """One optimisation stage (1: NeRF, 2: mesh, 3: mesh refined with the refiner)."""
+    """What every optimisation stage has; each model kind adds its own keys (below)."""
 
     resolution: int = 32
     supersample: int = 1  # rays per pixel side, box-filtered to `resolution` (the toy priors saw 2)
@@ -152,20 +152,32 @@ class StageConfig:
     optimizer: str = "adam"  # adam | sgd (plain SGD: the step is the guidance's own scale times the rate)
     learning_rate: float = 1e-2  # encodings (hash grids)
     mlp_learning_rate: float = 1e-3
-    geometry_learning_rate: float = 1e-3  # mesh vertex offsets (stages 2-3)
     t_max: float | None = None  # overrides guidance.t_max for this stage
     t_min: float | None = None
     guidance_scale: float | None = None
     checkpoint_every: int = 50
     log_every: int = 10
-    laplacian_weight: float = 1e3
-    normal_consistency_weight: float = 1e3
-    opacity_weight: float = 0.0  # sparsity regulariser on accumulated opacity (NeRF)
     shading_start_step: int = 0  # albedo-only renders before this step (DreamFusion: first 10%)
     albedo_ratio: float | None = None  # overrides shading.albedo_ratio for this stage
     textureless_ratio: float | None = None  # overrides shading.textureless_ratio for this stage
     turntable_views: int = 24
     preview_views: int = 4
+
+
+@dataclass
+class NeRFStageConfig(StageConfig):
+    """A stage optimising the hash-grid NeRF (stage 1)."""
+
+    opacity_weight: float = 0.0  # sparsity regulariser on accumulated opacity
+
+
+@dataclass
+class MeshStageConfig(StageConfig):
+    """A stage optimising a textured mesh (stages 2 and 3): vertex offsets and their regularisers."""
+
+    geometry_learning_rate: float = 1e-3  # mesh vertex offsets
+    laplacian_weight: float = 1e3
+    normal_consistency_weight: float = 1e3
 
 
 @dataclass
@@ -198,25 +210,28 @@ class RunConfig:
     volume: VolumeRenderConfig = field(default_factory=VolumeRenderConfig)
     shading: ShadingConfig = field(default_factory=ShadingConfig)
     rasterizer: str = "auto"  # auto | nvdiffrast | torch
-    stage1: StageConfig = field(default_factory=StageConfig)
+    stage1: NeRFStageConfig = field(default_factory=NeRFStageConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
-    stage2: StageConfig = field(default_factory=lambda: StageConfig(resolution=64, t_max=0.5, t_min=0.1))
-    stage3: StageConfig = field(default_factory=lambda: StageConfig(resolution=128, t_max=0.3, t_min=0.02))
+    stage2: MeshStageConfig = field(default_factory=lambda: MeshStageConfig(resolution=64, t_max=0.5, t_min=0.1))
+    stage3: MeshStageConfig = field(default_factory=lambda: MeshStageConfig(resolution=128, t_max=0.3, t_min=0.02))
     export: ExportConfig = field(default_factory=ExportConfig)
 
-    def shading_for(self, stage: str) -> ShadingConfig:
+    def shading_for(self, stage: StageConfig) -> ShadingConfig:
         """The shading mix with the stage's own ratios applied."""
-        stage_config: StageConfig = getattr(self, stage)
-        updates = {key: getattr(stage_config, key) for key in ("albedo_ratio", "textureless_ratio")
-                   if getattr(stage_config, key) is not None}
+        updates = {key: getattr(stage, key) for key in ("albedo_ratio", "textureless_ratio")
+                   if getattr(stage, key) is not None}
         return dataclasses.replace(self.shading, **updates)
 
-    def guidance_for(self, stage: str) -> GuidanceConfig:
+    def guidance_for(self, stage: StageConfig) -> GuidanceConfig:
         """The guidance config with the stage's own timestep range and CFG scale applied."""
-        stage_config: StageConfig = getattr(self, stage)
-        updates = {key: getattr(stage_config, key) for key in ("t_max", "t_min", "guidance_scale")
-                   if getattr(stage_config, key) is not None}
+        updates = {key: getattr(stage, key) for key in ("t_max", "t_min", "guidance_scale")
+                   if getattr(stage, key) is not None}
         return dataclasses.replace(self.guidance, **updates)
+
+    def stage_blocks(self) -> dict[str, StageConfig]:
+        """The optimisation stages' config blocks by name, in order."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), StageConfig)}
 
 
 def _coerce(value: Any, annotation: Any, path: str) -> Any:
@@ -294,12 +309,6 @@ CHOICES = {
 }
 
 
-def stage_names() -> tuple[str, ...]:
-    """The optimisation stages' config blocks (every StageConfig field of RunConfig), in order."""
-    hints = typing.get_type_hints(RunConfig)
-    return tuple(f.name for f in dataclasses.fields(RunConfig) if hints[f.name] is StageConfig)
-
-
 def validate(config: RunConfig) -> RunConfig:
     """Check enumerated values and ranges that types alone cannot express."""
     from dreamflow.guidance.registry import available  # the registry owns the list of methods
@@ -307,20 +316,20 @@ def validate(config: RunConfig) -> RunConfig:
     if config.guidance.method not in available():
         raise ConfigError(f"config key 'guidance.method' is {config.guidance.method!r}; "
                           f"choose one of {list(available())}")
+    stages = config.stage_blocks()
     keys = [(key.format(stage=stage), allowed) for key, allowed in CHOICES.items()
-            for stage in (stage_names() if "{stage}" in key else [None])]
+            for stage in (stages if "{stage}" in key else [None])]
     for key, allowed in keys:
         value: Any = config
         for part in key.split("."):
             value = getattr(value, part)
         if value not in allowed:
             raise ConfigError(f"config key '{key}' is {value!r}; choose one of {list(allowed)}")
-    for stage in stage_names():
-        guidance = config.guidance_for(stage)
+    for stage, stage_config in stages.items():
+        guidance = config.guidance_for(stage_config)
         if not 0.0 <= guidance.t_min < guidance.t_max <= 1.0:  # t_min 0: the scheduler's smallest timestep
             raise ConfigError(f"'{stage}' timestep range must satisfy 0 <= t_min < t_max <= 1, "
                               f"got t_min={guidance.t_min}, t_max={guidance.t_max}")
-        stage_config: StageConfig = getattr(config, stage)
         if stage_config.iterations < 1 or stage_config.resolution < 8:
             raise ConfigError(f"'{stage}.iterations' must be >= 1 and '{stage}.resolution' >= 8, got "
                               f"{stage_config.iterations} and {stage_config.resolution}")

@@ -121,7 +121,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
     work = Path(args.work)
     config = load_config(args.config, _overrides(args, "stage1"))
-    files = AssetFiles(*(work / s / "ckpt.pt" for s in STAGES), work / "coarse.obj")
+    files = AssetFiles({name: work / name / "ckpt.pt" for name in STAGES}, work / "coarse.obj")
     metrics = evaluate_asset(config, args.prompt, files, work / "metrics.json", args.clip_model, args.clip_pretrained,
                              args.views, [])
     print(json.dumps({key: value for key, value in metrics.items() if isinstance(value, (int, float))}))

@@ -1,18 +1,15 @@
-"""The benchmark harness (not the benchmark numbers): ratios, verdict, a tiny real race, throughput."""
+"""The comparison reports (not the benchmark numbers): ratios, verdict, tuning pick, recipe tables,
+quality curves of a real stage, throughput, the 2D race."""
 
 import math
 
 import pandas as pd
 import pytest
 
-from dreamflow.benchmarks.convergence import RaceConfig, race
+from dreamflow.benchmarks.race import RaceSettings
 from dreamflow.benchmarks.report import ratio_table, runs_table, verdict, write_report
 
 from .conftest import ROOT
-
-TINY = {"stage1.iterations": 4, "stage1.checkpoint_every": 2, "volume.samples_per_ray": 16,
-        "guidance.num_timesteps": 2, "extract.grid_resolution": 40, "extract.target_faces": 300,
-        "stage2.iterations": 2}
 
 
 def curve(method, prompt, seed, ious, colours, seconds_per_step=1.0, every=10):
@@ -23,7 +20,7 @@ def curve(method, prompt, seed, ious, colours, seconds_per_step=1.0, every=10):
 
 
 def test_ratios_are_paired_by_prompt_and_seed_and_the_verdict_says_by_how_much():
-    race_config = RaceConfig(iou_threshold=0.8, colour_threshold=0.3)
+    race_config = RaceSettings(iou_threshold=0.8, colour_threshold=0.3)
     curves = pd.concat([
         curve("apfo", "a red cube", 0, [0.5, 0.9, 0.9, 0.9], [0.5, 0.2, 0.2, 0.2]),  # reaches at step 10
         curve("sds", "a red cube", 0, [0.5, 0.6, 0.9, 0.9], [0.5, 0.5, 0.2, 0.2]),  # step 20
@@ -49,7 +46,7 @@ def test_ratios_are_paired_by_prompt_and_seed_and_the_verdict_says_by_how_much()
 def test_threshold_counts_from_where_a_run_stays_not_its_first_crossing():
     from dreamflow.benchmarks.report import matched_quality_table
 
-    race_config = RaceConfig(iou_threshold=0.8, colour_threshold=0.3)
+    race_config = RaceSettings(iou_threshold=0.8, colour_threshold=0.3)
     curves = pd.concat([
         curve("apfo", "a red cube", 0, [0.5, 0.9, 0.6, 0.9, 0.9], [0.5, 0.2, 0.2, 0.2, 0.2]),  # dips at 20
         curve("vsd", "a red cube", 0, [0.5, 0.6, 0.7, 0.8, 0.9], [0.5, 0.5, 0.4, 0.3, 0.2]),
@@ -66,59 +63,48 @@ def test_threshold_counts_from_where_a_run_stays_not_its_first_crossing():
     assert math.isnan(matched.loc["sds", "steps_to_stay"])
 
 
-def test_fair_tuning_gives_every_method_the_same_grid_on_held_out_prompts(tmp_path):
-    from dreamflow.benchmarks.convergence import tune
+def test_tuning_picks_each_methods_best_grid_point_by_mean_final_score():
+    from dreamflow.benchmarks.race import pick, tuning_grid, tuning_table
 
-    race_config = RaceConfig(methods=("apfo", "sds"), prompts=("a red cube",), seeds=(0,), stages=("stage1",),
-                             eval_every=2, eval_views=2, overrides=TINY, clip_pretrained=None,
-                             tuning_factors=(0.5, 2.0), tuning_prompts=("a blue sphere with red dots",),
-                             tuning_seeds=(7,))
-    grid, best = tune(ROOT / "config" / "toy.yaml", race_config, tmp_path / "work")
-    assert list(grid.index) == ["apfo", "sds"] and list(grid.columns) == [0.5, 2.0]
-    assert grid.notna().all().all()
-    for method, overrides in best.items():
-        factor = grid.loc[method].idxmin()
-        assert overrides["guidance.method"] == method
-        assert overrides["stage1.learning_rate"] == pytest.approx(1e-2 * factor)  # config/toy.yaml: 1e-2
-    from dreamflow.prompts import slugify
+    rows = []
+    for method, point, prompt, final_iou in [("apfo", "lr-x1", "a", 0.9), ("apfo", "lr-x1", "b", 0.5),
+                                              ("apfo", "lr-x3", "a", 0.8), ("apfo", "lr-x3", "b", 0.8),
+                                              ("sds", "lr-x1", "a", 0.9), ("sds", "lr-x1", "b", 0.9),
+                                              ("sds", "lr-x3", "a", 0.2), ("sds", "lr-x3", "b", 0.2)]:
+        rows.append(curve(method, prompt, 100, [0.1, final_iou], [0.2, 0.2]).assign(variant=point))
+    runs = tuning_table(pd.concat(rows), "stage1")
+    grid = tuning_grid(runs)
+    # Only the last evaluation counts: apfo lr-x1 averages (0.3 + 0.7) / 2 = 0.5 against lr-x3's 0.4.
+    assert grid.loc["apfo", "lr-x1"] == pytest.approx(0.5) and grid.loc["apfo", "lr-x3"] == pytest.approx(0.4)
+    points = {"lr-x1": {}, "lr-x3": {"stage1.learning_rate": 0.03}}
+    picks = pick(grid, points)
+    assert picks["apfo"]["point"] == "lr-x3" and picks["apfo"]["set"] == {"stage1.learning_rate": 0.03}
+    assert picks["sds"]["point"] == "lr-x1" and picks["sds"]["set"] == {}
 
-    assert sorted(p.parent.name for p in (tmp_path / "work" / "tuning").rglob("seed7")) == [
-        slugify("a blue sphere with red dots")] * 4  # only the held-out prompt and seed
 
+def test_race_report_from_curves_has_tables_plots_and_the_command(tmp_path):
+    from dreamflow.benchmarks.race import race_labels
 
-def test_tiny_race_through_two_stages_writes_the_report_and_reuses_finished_runs(tmp_path):
-    race_config = RaceConfig(methods=("apfo", "sds"), prompts=("a red cube",), seeds=(0,), stages=("stage1", "stage2"),
-                             eval_every=2, eval_views=2, overrides=TINY,
-                             clip_pretrained=str(ROOT / "models" / "toy-clip" / "open_clip_model.safetensors"))
-    config_path = ROOT / "config" / "toy.yaml"
-    curves = race(config_path, race_config, tmp_path / "work")
-    assert set(curves["method"]) == {"apfo", "sds"} and set(curves["stage"]) == {"stage1", "stage2"}
-    stage1 = curves[(curves["stage"] == "stage1") & (curves["method"] == "apfo")]
-    assert list(stage1["step"]) == [0, 2, 4]
-    assert stage1["seconds"].is_monotonic_increasing and stage1["iou"].between(0, 1).all()
-    assert curves["clip_score"].notna().all()
-    assert curves.loc[curves["stage"] == "stage2", "chamfer_relative"].notna().all()
-    # Same initialisation for every method: identical quality before the first step.
-    first = curves[(curves["stage"] == "stage1") & (curves["step"] == 0)].set_index("method")
-    assert first.loc["apfo", "iou"] == first.loc["sds", "iou"]
-    assert first.loc["apfo", "colour_error"] == first.loc["sds", "colour_error"]
-
-    cached = sorted((tmp_path / "work").rglob("curve_*.csv"))
-    stamps = [p.stat().st_mtime_ns for p in cached]
-    again = race(config_path, race_config, tmp_path / "work")
-    assert [p.stat().st_mtime_ns for p in cached] == stamps  # reused, not re-run
-    pd.testing.assert_frame_equal(again, curves)
-
-    report = write_report(curves, race_config, tmp_path / "docs" / "benchmarks.md", "dreamflow benchmark --test")
+    curves = pd.concat([curve(m, "a red cube", 0, [0.5, 0.9, 0.9], [0.5, 0.2, 0.2]) for m in ("apfo", "sds", "vsd")]
+                       + [curve("apfo", "a red cube", 0, [0.5, 0.6, 0.9], [0.5, 0.2, 0.2]).assign(variant="late")])
+    curves["variant"] = curves["variant"].fillna("tuned")
+    labelled = race_labels(curves, "tuned")
+    assert set(labelled["method"]) == {"apfo", "sds", "vsd", "apfo@late"}
+    report = write_report(labelled, RaceSettings(), tmp_path / "race" / "benchmarks.md", "snakemake --test")
     text = report.read_text()
-    assert "dreamflow benchmark --test" in text and "Paired ratios" in text and "| apfo" in text
-    assert (tmp_path / "docs" / "convergence_stage1.png").stat().st_size > 1000
-    assert (tmp_path / "docs" / "convergence_stage2.png").exists()
+    assert "snakemake --test" in text and "Paired ratios" in text and "| apfo@late" in text
+    assert (tmp_path / "race" / "convergence_stage1.png").stat().st_size > 1000
 
 
-def test_race_rejects_a_prompt_without_ground_truth(tmp_path):
-    with pytest.raises(ValueError, match="not a toy-world prompt"):
-        race(ROOT / "config" / "toy.yaml", RaceConfig(prompts=("a photo of a dog",)), tmp_path)
+def test_curve_recorder_needs_ground_truth_or_clip():
+    from dreamflow.config import load_config
+    from dreamflow.evaluate.curves import CurveRecorder, CurveSettings
+
+    config = load_config(ROOT / "config" / "toy.yaml")
+    with pytest.raises(ValueError, match="not a toy-world prompt.*CLIP"):
+        CurveRecorder(CurveSettings(every=5), config, "a photo of a dog", 32, 10)
+    with pytest.raises(ValueError, match=">= 1 iteration"):
+        CurveRecorder(CurveSettings(every=0), config, "a red cube", 32, 10)
 
 
 def test_throughput_counts_unet_calls_per_method(monkeypatch):
@@ -164,22 +150,22 @@ def test_2d_race_tunes_every_method_on_held_out_seeds_and_reports_paired_runs(tm
     assert stays_within(curve, 0.3) == 30 and math.isnan(stays_within(curve, 0.1))
 
 
-def test_recipe_race_scales_published_budgets_and_halves_dreamflow_until_it_misses_the_bar(tmp_path):
-    from dreamflow.benchmarks.recipe import RecipeRaceConfig, recipe_race, recipe_tables, write_recipe_section
+def test_recipe_tables_compare_each_budget_with_the_bar_stage_by_stage():
+    from dreamflow.benchmarks.recipe import recipe_results, recipe_tables, recipe_verdict
 
-    overrides = {k: v for k, v in TINY.items() if not k.endswith(".iterations")}
-    recipes = RecipeRaceConfig(prompts=("a red cube",), seeds=(0,), scale=2e-4, halvings=1, overrides=overrides,
-                               eval_views=2,                                tuned={"vsd": {"stage1.learning_rate": 0.05}})
-    results = recipe_race(ROOT / "config" / "toy.yaml", recipes, tmp_path / "work")
-    iterations = results.groupby(["recipe", "budget", "stage"])["iterations"].first()
-    assert [iterations["prolificdreamer", 14, s] for s in ("stage1", "stage2", "stage3")] == [5, 3, 6]  # 25k/15k/30k
-    assert [iterations["magic3d", 3, s] for s in ("stage1", "stage2", "stage3")] == [1, 1, 1]
-    budgets = sorted(results.loc[results["recipe"] == "dreamflow", "budget"].unique())
-    assert budgets in ([14], [6, 14])  # the bar's budget, then halved (5/3/6 -> 2/1/3) only while it matched
-    assert [iterations["dreamflow", 14, s] for s in ("stage1", "stage2", "stage3")] == [5, 3, 6]
-    assert results["score"].notna().all() and (results["seconds"] > 0).all()
-    tables = recipe_tables(results, recipes.tolerance)
-    bar = tables["recipes"].set_index(["recipe", "budget"]).loc[("prolificdreamer", 14)]
-    assert bar["matches_bar"] and bar["time_vs_prolificdreamer"] == pytest.approx(1.0)
-    text = write_recipe_section(results, recipes)
-    assert "Recipe race" in text and "**Verdict.**" in text and "'stage1.learning_rate': 0.05" in text
+    def run(variant, method, iterations, final_iou, seconds_per_step):
+        return pd.concat([curve(method, "a red cube", 0, [0.2, final_iou], [0.2, 0.2], seconds_per_step, every=n)
+                          .assign(stage=stage, variant=variant)
+                          for stage, n in zip(("stage1", "stage2", "stage3"), iterations)])
+
+    curves = pd.concat([run("prolificdreamer", "vsd", (25, 15, 30), 0.9, 1.0),
+                        run("dreamflow-x1_2", "apfo", (12, 7, 15), 0.89, 1.0),  # within 10 % of the bar
+                        run("dreamflow-x1_4", "apfo", (6, 3, 7), 0.5, 1.0)])   # misses it
+    results = recipe_results(curves)
+    assert results.groupby("recipe")["budget"].first().to_dict() == {
+        "prolificdreamer": 70, "dreamflow-x1_2": 34, "dreamflow-x1_4": 16}
+    recipes = recipe_tables(results, "prolificdreamer", 0.1)["recipes"].set_index("recipe")
+    assert recipes.loc["dreamflow-x1_2", "matches_bar"] and not recipes.loc["dreamflow-x1_4", "matches_bar"]
+    assert recipes.loc["dreamflow-x1_2", "time_vs_bar"] == pytest.approx(34 / 70)
+    verdict_text = recipe_verdict(recipes.reset_index(), ["dreamflow-x1_2", "dreamflow-x1_4"], "prolificdreamer")
+    assert "dreamflow-x1_2, 34 iterations" in verdict_text and "misses the paper's claim" in verdict_text

@@ -7,19 +7,22 @@ from dreamflow.prompts import PromptFileError, read_prompts, slugify
 def test_toy_config_loads_and_resolves_stage_guidance():
     config = load_config("config/toy.yaml")
     assert config.stage1.resolution == 32
-    stage2 = config.guidance_for("stage2")
+    stage2 = config.guidance_for(config.stage2)
     assert (stage2.t_max, stage2.t_min) == (0.5, 0.1)
 
 
 def test_paper_config_pipeline_block_loads():
     config = load_config("config/paper.yaml")
     assert config.stage1.resolution == 256 and config.stage3.resolution == 1024
-    assert config.guidance_for("stage1").t_max == 1.0 and config.guidance_for("stage1").t_min == 0.2
+    assert config.guidance_for(config.stage1).t_max == 1.0 and config.guidance_for(config.stage1).t_min == 0.2
     assert config.stage2.laplacian_weight == 1.0e4  # written 1.0e4, which PyYAML reads as a string
 
 
 @pytest.mark.parametrize("override, fragment", [
     ({"stage1.iteratons": 3}, "unknown config key(s) ['iteratons'] in 'stage1'"),
+    # Blocks are per model kind: mesh regularisers do not exist for the NeRF stage, nor opacity for a mesh.
+    ({"stage1.laplacian_weight": 10.0}, "unknown config key(s) ['laplacian_weight'] in 'stage1'"),
+    ({"stage3.opacity_weight": 0.1}, "unknown config key(s) ['opacity_weight'] in 'stage3'"),
     ({"stage1.iterations": "many"}, "'stage1.iterations' must be an integer"),
     ({"guidance.method": "dds"}, "'guidance.method' is 'dds'"),
     ({"stage2.t_min": 0.9}, "'stage2' timestep range"),

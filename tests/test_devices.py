@@ -74,7 +74,7 @@ def test_all_stages_on_a_simulated_cuda_device_never_mix_devices(tmp_path, monke
             run_stage(spec, config, "a red cube", tmp_path / name, RunLogger(tmp_path / name), inputs[name])
             if name == "stage1":
                 extract_mesh(tmp_path / "stage1" / "ckpt.pt", config, tmp_path / "coarse.obj")
-        files = AssetFiles(*(tmp_path / s / "ckpt.pt" for s in ("stage1", "stage2", "stage3")), tmp_path / "coarse.obj")
+        files = AssetFiles({name: tmp_path / name / "ckpt.pt" for name in STAGES}, tmp_path / "coarse.obj")
         metrics = evaluate_asset(config, "a red cube", files, tmp_path / "metrics.json", "dreamflow-toy-clip",
                                  str(TOY_CLIP), 1, [])
         # A prompt with no ground truth renders only the two views of its stage strip, not all
@@ -120,7 +120,7 @@ def test_half_precision_source_model_keeps_learning(toy_prior_fp16):
     from dreamflow.render.cameras import sample_cameras
 
     config = load_config("config/toy.yaml")
-    guidance = make_guidance(toy_prior_fp16, config.guidance_for("stage1"), 20, seed=0)
+    guidance = make_guidance(toy_prior_fp16, config.guidance_for(config.stage1), 20, seed=0)
     generator = torch.Generator().manual_seed(0)
     latents = torch.randn(1, 4, 16, 16, generator=generator, requires_grad=True)
     for step in range(5):

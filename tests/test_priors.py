@@ -80,60 +80,6 @@ torch.save(prior.text_embeddings("a red cube 3").cond, sys.argv[1])
     assert not list((tmp_path / "shared").glob(".*.tmp"))
 
 
-def test_samples_match_prompts(toy_prior):
-    """Base prior, 32 px (stage 1): plain prompts drawn in their colour and shape (v1 world)."""
-    from dreamflow.toyworld import plain_scenes
-    from dreamflow.toyworld.samples import grade, sample_base
-
-    scenes = plain_scenes()
-    result = grade(sample_base(toy_prior.pipe, scenes, 32), scenes)
-    print(f"32 px plain prompts: {result}")
-    assert result["colour"] >= 0.9 and result["shape"] >= 0.8
-
-
-@pytest.mark.slow
-def test_samples_at_64_px_draw_patterns_and_stacks(toy_prior):
-    """Base prior, 64 px (stage 2) on the judged prompt set: colour >= 90 %, shape and pattern >= 80 %."""
-    from dreamflow.toyworld.judge import judged_scenes
-    from dreamflow.toyworld.samples import grade, sample_base
-
-    scenes = judged_scenes()
-    result = grade(sample_base(toy_prior.pipe, scenes, 64), scenes)
-    print(f"64 px judged prompts: {result}")
-    assert result["colour"] >= 0.9 and result["shape"] >= 0.8 and result["pattern"] >= 0.8
-
-
-@pytest.mark.slow  # the shipped refiner's quality (about 1 min); the refiner's code paths run in every stage-3 test
-def test_refiner_img2img_keeps_prompt_colour_shape_and_pattern():
-    """The toy refiner (SDXL-refiner format) turns 64-px renders of patterned and stacked scenes into
-    128-px ones as sharp as true renders, keeping the shape and most colours and patterns.
-
-    Measured (strength 0.3, stage 3's noise range): colour 0.79, shape 1.00, pattern 0.53 on these 19
-    prompts. That misses issue 14's 0.9 / 0.8 target (docs/toyworld.md: its 600-step VAE loses
-    low-contrast patterns); the thresholds below guard that level against regressions."""
-    import torch.nn.functional as F
-
-    from dreamflow.priors.sdxl_refiner import SDXLRefinerPrior
-    from dreamflow.toyworld.judge import judged_scenes
-    from dreamflow.toyworld.samples import front_renders, grade, refine
-
-    from .conftest import TOY_REFINER
-
-    prior = load_prior(PriorConfig(pretrained=str(TOY_REFINER)), "cpu")
-    assert isinstance(prior, SDXLRefinerPrior) and prior.unet.config.addition_embed_type == "text_time"
-    scenes = judged_scenes()[30::2]  # patterned and stacked prompts
-    sharp = front_renders(scenes, 128)
-    coarse = F.interpolate(sharp.permute(0, 3, 1, 2), size=64, mode="area").permute(0, 2, 3, 1)
-    images = refine(prior.pipe, scenes, coarse, 128, strength=0.3)  # stage 3 runs t 0.3 -> 0.02
-    blurry = F.interpolate(coarse.permute(0, 3, 1, 2), size=128, mode="bilinear", align_corners=False)
-    result = grade(images, scenes)
-    sharpness = lambda x: (x[:, :, 1:] - x[:, :, :-1]).abs().mean()
-    print(f"refiner {result}, edge energy {sharpness(blurry):.4f} -> {sharpness(images.permute(0, 3, 1, 2)):.4f} "
-          f"(sharp {sharpness(sharp.permute(0, 3, 1, 2)):.4f})")
-    assert result["colour"] >= 0.7 and result["shape"] >= 0.9 and result["pattern"] >= 0.45
-    assert sharpness(images.permute(0, 3, 1, 2)) > 1.1 * sharpness(blurry)
-
-
 def test_hub_id_loads_from_the_model_cache_in_concurrent_processes_without_writing(tmp_path):
     """Three jobs load one prior by hub id from a shared Hugging Face cache (offline) at the same time:
     identical predictions, and the cache is left byte-for-byte as it was."""

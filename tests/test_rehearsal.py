@@ -20,7 +20,7 @@ def test_paper_configuration_runs_end_to_end_with_real_architectures(tmp_path):
     result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/paper.yaml",
                                "config/paper-rehearsal.yaml", timeout=3600)
     assert result.returncode == 0, output[-5000:]
-    asset = next((workdir / "results" / "paper-rehearsal" / "apfo").glob("*/seed0"))
+    asset = next((workdir / "results" / "paper-rehearsal" / "apfo" / "base").glob("*/seed0"))
     scene = trimesh.load(asset / "stage3" / "mesh.glb")
     mesh = next(iter(scene.geometry.values()))
     assert len(mesh.faces) > 100 and mesh.visual.uv is not None and mesh.visual.material.baseColorTexture is not None

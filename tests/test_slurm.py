@@ -72,7 +72,7 @@ def test_smoke_suite_runs_through_the_slurm_profile(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     results = workdir / "results" / "smoke"
-    metrics = json.loads(next(results.glob("apfo/*/seed0/metrics.json")).read_text())
+    metrics = json.loads(next(results.glob("apfo/base/*/seed0/metrics.json")).read_text())
     assert metrics["status"] == "ok" and metrics["stage3_iou"] > 0
     by_rule = sbatch_calls(output)
     assert {"stage1", "extract_mesh", "stage2", "stage3", "evaluate"} <= by_rule.keys(), by_rule.keys()
@@ -94,7 +94,7 @@ def requeue_when_checkpointed(results, prompt_slug_prefix: str, deadline: float)
         running = [(job_id, comment) for job_id, comment, state in rows
                    if comment.startswith("rule_stage1") and state == "RUNNING"]
         most_running = max(most_running, len(running))
-        if list(results.glob(f"apfo/{prompt_slug_prefix}*/seed0/stage1/resume/ckpt.pt")):
+        if list(results.glob(f"apfo/base/{prompt_slug_prefix}*/seed0/stage1/resume/ckpt.pt")):
             for job_id, comment in running:
                 if any(n in comment for n in names):
                     subprocess.run(["scontrol", "requeue", job_id], check=True)
@@ -129,16 +129,16 @@ def test_suite_through_the_slurm_profile_survives_a_requeue(tmp_path):
     assert process.returncode == 0, output[-5000:]
 
     # The requeued job resumed from its checkpoint instead of starting over.
-    log_file = next(results.glob("apfo/a-red-cube*/seed0/stage1/log.jsonl"))
+    log_file = next(results.glob("apfo/base/a-red-cube*/seed0/stage1/log.jsonl"))
     log = [json.loads(line) for line in log_file.read_text().splitlines()]
     resumed = [record for record in log if record.get("event") == "resumed"]
     assert resumed and resumed[0]["step"] >= 3, (job_id, log[-5:])
     stopped = [record for record in log if record.get("event") == "stopped"]
     assert stopped and stopped[0]["signal"] == "SIGTERM"  # SIGTERM turned into a checkpoint at that step
     assert resumed[0]["step"] == stopped[0]["step"]
-    for asset in results.glob("apfo/*/seed0"):
+    for asset in results.glob("apfo/base/*/seed0"):
         assert (asset / "metrics.json").exists() and not (asset / "stage1" / "resume").exists()
-    assert len(list(results.glob("apfo/*/seed0/metrics.json"))) == 2
+    assert len(list(results.glob("apfo/base/*/seed0/metrics.json"))) == 2
     assert (results / "summary.csv").exists()
 
     # The two prompts' stage-1 jobs ran at the same time where the node has room for both (its CPUs,

@@ -10,7 +10,8 @@ import torch
 from .conftest import ROOT
 
 FAST = ["--set", "stage1.iterations=6", "--set", "stage1.checkpoint_every=2", "--set", "volume.samples_per_ray=16",
-        "--set", "stage1.turntable_views=2", "--set", "stage1.preview_views=2", "--set", "guidance.num_timesteps=3"]
+        "--set", "stage1.turntable_views=2", "--set", "stage1.preview_views=2", "--set", "guidance.num_timesteps=3",
+        "--curve-every", "2", "--curve-views", "2"]
 
 
 def run_stage1(out, method="apfo", fault=None, extra=(), env_extra=None):
@@ -22,6 +23,12 @@ def run_stage1(out, method="apfo", fault=None, extra=(), env_extra=None):
     command = [sys.executable, "-m", "dreamflow.cli", "stage1", "--config", "config/toy.yaml", "--prompt", "a red cube",
                "--method", method, "--out", str(out), *FAST, *extra]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def curve(out):
+    import pandas as pd
+
+    return pd.read_csv(out / "curve.csv")
 
 
 def final_parameters(out):
@@ -43,9 +50,14 @@ def uninterrupted(tmp_path_factory):
 
 
 def test_outputs_written(uninterrupted):
-    for name in ("ckpt.pt", "preview.png", "turntable.gif", "prompt.txt", "log.jsonl"):
+    for name in ("ckpt.pt", "preview.png", "turntable.gif", "prompt.txt", "log.jsonl", "curve.csv"):
         assert (uninterrupted / name).exists(), name
     assert not (uninterrupted / "resume" / "ckpt.pt").exists()
+    rows = curve(uninterrupted)
+    assert list(rows["step"]) == [0, 2, 4, 6] and rows["seconds"].is_monotonic_increasing
+    assert (rows[["method", "variant", "prompt", "seed", "stage"]].iloc[0].tolist()
+            == ["apfo", "base", "a red cube", 0, "stage1"])
+    assert rows["iou"].between(0, 1).all() and rows["colour_error"].notna().all()
 
 
 @pytest.mark.parametrize("fault", ["step:3", "checkpoint:4"])
@@ -57,6 +69,11 @@ def test_kill_and_resume_gives_identical_parameters(uninterrupted, tmp_path, fau
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert '"resumed_from": 2' in resumed.stdout
     assert_same(final_parameters(uninterrupted), final_parameters(tmp_path))
+    # The quality curve resumes too: rows up to the checkpoint kept, later ones recomputed, none twice.
+    straight, again = curve(uninterrupted), curve(tmp_path)
+    assert list(again["step"]) == [0, 2, 4, 6]
+    pd_columns = ["step", "iou", "colour_error", "detail_error"]
+    assert again[pd_columns].equals(straight[pd_columns])
 
 
 def test_kill_during_export_resumes_without_retraining(uninterrupted, tmp_path):

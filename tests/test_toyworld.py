@@ -114,42 +114,6 @@ def test_stacked_scene_puts_each_colour_on_its_object():
     assert (bottom[mask[rows.max() - 2]] - blue).norm(dim=-1).max() < 0.05
 
 
-def test_prior_training_resumes_bit_for_bit(tmp_path, monkeypatch):
-    """Interrupted after a checkpoint, the same command continues to the very same weights."""
-    from dreamflow.toyworld import train_prior
-
-    monkeypatch.setattr(train_prior, "world_views", lambda *views: [(ToyScene("cube", "red"), 3),
-                                                                    (parse_toy_prompt("a blue sphere with red dots"), 3)])
-
-    def config(folder):
-        return train_prior.ToyPriorTrainingConfig(
-            output_dir=str(folder), vae_steps=4, unet_steps=4, refiner_vae_steps=2, refiner_unet_steps=2,
-            batch_size=2, vae_batch_size=2, checkpoint_every=2, base_resolutions=(16, 32), refiner_resolution=64)
-
-    straight = train_prior.train_toy_priors(config(tmp_path / "straight"), ("base",))["base"]
-    saves = {"count": 0}
-    original = train_prior._Resumable.maybe_save
-
-    def interrupt_after_first_unet_checkpoint(self, step, total):
-        original(self, step, total)
-        if self.path.name.startswith("base-unet-") and self.path.exists():
-            raise KeyboardInterrupt
-    monkeypatch.setattr(train_prior._Resumable, "maybe_save", interrupt_after_first_unet_checkpoint)
-    try:
-        train_prior.train_toy_priors(config(tmp_path / "resumed"), ("base",))
-    except KeyboardInterrupt:
-        saves["count"] += 1
-    monkeypatch.setattr(train_prior._Resumable, "maybe_save", original)
-    resumed = train_prior.train_toy_priors(config(tmp_path / "resumed"), ("base",))["base"]
-    assert saves["count"] == 1
-    from safetensors.torch import load_file
-
-    for part in ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
-                 "text_encoder/model.safetensors"):
-        a, b = load_file(straight / part), load_file(resumed / part)
-        assert all(torch.equal(a[k], b[k]) for k in a), part
-
-
 def test_pattern_error_is_blind_to_phase_but_not_to_kind_colour_or_absence():
     from dreamflow.evaluate.toy_metrics import held_out_cameras, image_metrics
 
@@ -174,54 +138,3 @@ def test_pattern_error_is_blind_to_phase_but_not_to_kind_colour_or_absence():
     striped = render_scene(scene, cameras, 128)
     plain_scores = image_metrics(plain, cameras, striped["mask"], striped["albedo"], 128, plain_truth)
     assert math.isnan(plain_scores["pattern_error"]) and plain_scores["detail_error"] > 0
-
-
-def test_texture_metrics_separate_the_texture_from_the_geometry():
-    """The true albedo painted on a stage's geometry: its pattern error against the scene is that
-    geometry's ceiling (near 0 on the true shape, worse on a warped one), and the stage's own texture
-    is scored against it: 0 for the truth, about 1 for a flat colour."""
-    import mcubes
-
-    from dreamflow.config import load_config
-    from dreamflow.evaluate.toy_metrics import (
-        held_out_cameras,
-        image_metrics,
-        painted_with_truth,
-        render_like_truth,
-        texture_metrics,
-    )
-    from dreamflow.geometry.mesh import TexturedMesh
-    from dreamflow.training.stages import STAGES, StageInputs
-
-    config = load_config("config/toy.yaml", {"device": "cpu"})
-    scene = parse_toy_prompt("a red sphere with blue stripes")
-    cameras = held_out_cameras(config.camera, 4)
-    truth = render_scene(scene, cameras, 96)
-    axis = torch.linspace(-0.8, 0.8, 80)
-    grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1)
-    vertices, faces = mcubes.marching_cubes(-scene.sdf(grid.reshape(-1, 3)).view(80, 80, 80).numpy(), 0.0)
-    vertices = torch.as_tensor(vertices / 79 * 1.6 - 0.8)
-
-    def score(vertices: torch.Tensor, paint: bool) -> dict:
-        model = TexturedMesh(vertices, torch.as_tensor(faces.astype("int64")), config).eval()
-        if paint:
-            with painted_with_truth(model, scene):
-                view = render_like_truth(model, cameras, 96)
-        else:
-            view = render_like_truth(model, cameras, 96)  # the untrained colour field: nearly flat
-        return texture_metrics(model, scene, cameras, 96, view, truth)
-
-    exact, flat = score(vertices, paint=True), score(vertices, paint=False)
-    assert exact["texture_pattern_error"] < 1e-3 and exact["pattern_ceiling"] < 0.1
-    # Sampled at pixel centres instead of like the truth, the same painted mesh loses most of its score.
-    model = TexturedMesh(vertices, torch.as_tensor(faces.astype("int64")), config).eval()
-    with torch.no_grad(), painted_with_truth(model, scene):
-        aliased = model.render_views(cameras, 96)
-    assert image_metrics(scene, cameras, aliased.opacity, aliased.albedo, 96, truth)["pattern_error"] > 0.3
-    assert flat["texture_pattern_error"] > 0.9 and abs(flat["pattern_ceiling"] - exact["pattern_ceiling"]) < 1e-6
-    warped = vertices * torch.tensor([1.25, 0.8, 1.0])  # a squashed sphere: the stripes bend in the image
-    assert score(warped, paint=False)["pattern_ceiling"] > exact["pattern_ceiling"] + 0.2
-    nerf = STAGES["stage1"].build_model(config, StageInputs()).eval()
-    with torch.no_grad(), painted_with_truth(nerf, scene):
-        assert "albedo" in vars(nerf.field)
-    assert "albedo" not in vars(nerf.field)  # the learned albedo is back

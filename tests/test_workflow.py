@@ -112,7 +112,7 @@ def smoke_run(tmp_path_factory):
 
 def test_smoke_suite_produces_every_output(smoke_run):
     results = smoke_run / "results" / "smoke"
-    assets = list((results / "apfo").glob("*/seed0"))
+    assets = list((results / "apfo" / "base").glob("*/seed0"))
     assert len(assets) == 1
     asset = assets[0]
     for name in ("stage1/ckpt.pt", "stage1/preview.png", "stage1/turntable.gif", "mesh/coarse.obj",
@@ -178,13 +178,13 @@ def test_kill_at_random_points_then_rerun_matches_the_uninterrupted_run(smoke_ru
                                    env_extra={"DREAMFLOW_FAULT": fault})
         assert result.returncode != 0, (seed, fault, output[-3000:])  # the kill happened and was seen
         stage = fault.split(":")[0]
-        asset = next((workdir / "results" / "smoke" / "apfo").glob("*/seed0"))
+        asset = next((workdir / "results" / "smoke" / "apfo" / "base").glob("*/seed0"))
         assert not (asset / stage / "ckpt.pt").exists(), (seed, fault)  # failed job's outputs removed
     result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/smoke.yaml")
     assert result.returncode == 0, (seed, faults, output[-3000:])
 
-    asset = next((workdir / "results" / "smoke" / "apfo").glob("*/seed0"))
-    reference = next((smoke_run / "results" / "smoke" / "apfo").glob("*/seed0"))
+    asset = next((workdir / "results" / "smoke" / "apfo" / "base").glob("*/seed0"))
+    reference = next((smoke_run / "results" / "smoke" / "apfo" / "base").glob("*/seed0"))
     for stage in ("stage1", "stage2", "stage3"):
         ours = torch.load(asset / stage / "ckpt.pt", weights_only=False)["model"]
         theirs = torch.load(reference / stage / "ckpt.pt", weights_only=False)["model"]
@@ -207,7 +207,7 @@ def test_nan_in_one_asset_is_marked_failed_in_the_suite_summary(smoke_run):
                                "two.yaml", env_extra={"DREAMFLOW_INJECT_NAN_AT_STEP": "4@a blue sphere"})
     assert result.returncode != 0
     assert "lists every asset" in output, output[-3000:]
-    sphere_log = next((smoke_run / "logs" / "smoke" / "apfo").glob("a-blue-sphere-*/seed0/stage1.log"))
+    sphere_log = next((smoke_run / "logs" / "smoke" / "apfo" / "base").glob("a-blue-sphere-*/seed0/stage1.log"))
     assert "non-finite loss or parameters at step 4" in sphere_log.read_text()
     results = smoke_run / "results" / "smoke"
     import pandas as pd
@@ -217,6 +217,6 @@ def test_nan_in_one_asset_is_marked_failed_in_the_suite_summary(smoke_run):
     status = summary.loc["a blue sphere", "status"]
     assert status.startswith("failed: stage1 at step 4: NonFiniteError"), status
     assert "a blue sphere" in (results / "report.html").read_text()
-    sphere = next((results / "apfo").glob("a-blue-sphere-*/seed0"))
+    sphere = next((results / "apfo" / "base").glob("a-blue-sphere-*/seed0"))
     state = torch.load(sphere / "stage1" / "resume" / "ckpt.pt", weights_only=False)
     assert state["step"] == 3  # the last good checkpoint (every 3 steps in the smoke config) is kept

@@ -84,7 +84,7 @@ def run_2d(config_path: str | Path, method: str, prompt: str, seed: int, learnin
     truth = render_scene(parse_toy_prompt(prompt), cameras, resolution)
     truth = {"rgb": truth["rgb"].permute(0, 3, 1, 2), "mask": truth["mask"].permute(0, 3, 1, 2)}
     prior = load_prior(config.prior, "cpu")
-    guidance = make_guidance(prior, config.guidance_for("stage1"), race.iterations, seed)
+    guidance = make_guidance(prior, config.guidance_for(config.stage1), race.iterations, seed)
     with torch.no_grad():
         latents = torch.nn.Parameter(prior.encode_images(start))
     optimizer = (torch.optim.SGD([latents], lr=learning_rate) if race.optimizer == "sgd"

@@ -1,4 +1,4 @@
-"""docs/benchmarks.md from race curves and throughput rows: tables, paired ratios, plots."""
+"""The race report (benchmarks.md) from the stages' quality curves: tables, paired ratios, plots."""
 
 from __future__ import annotations
 
@@ -12,15 +12,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from dreamflow.benchmarks.convergence import BASELINES, RaceConfig, quality_score  # noqa: E402
+from dreamflow.benchmarks.race import BASELINES, RaceSettings, quality_score  # noqa: E402
 
 RUN_KEYS = ["stage", "method", "prompt", "seed"]
-# The aim of issue 6: APFO's iterations to threshold over each baseline's.
+# The paper's speed claim as a target: APFO's iterations to threshold over each baseline's.
 TARGET_RATIO = {"vsd": 1 / 5, "sds": 1 / 2}
 
 
-def reached(frame: pd.DataFrame, race: RaceConfig) -> pd.Series:
-    return (frame["iou"] >= race.iou_threshold) & (frame["colour_error"] <= race.colour_threshold)
+def reached(frame: pd.DataFrame, race: RaceSettings) -> pd.Series:
+    if "iou" in frame and frame["iou"].notna().all():
+        return (frame["iou"] >= race.iou_threshold) & (frame["colour_error"] <= race.colour_threshold)
+    return frame["clip_score"] >= race.clip_threshold  # prompts without ground truth
 
 
 def first_of_last_run(ok: pd.Series) -> int | None:
@@ -34,13 +36,13 @@ def first_of_last_run(ok: pd.Series) -> int | None:
     return first
 
 
-def stays_from(curve: pd.DataFrame, race: RaceConfig) -> pd.Series | None:
+def stays_from(curve: pd.DataFrame, race: RaceSettings) -> pd.Series | None:
     """The first evaluation from which every later one meets the threshold (None if the last does not)."""
     first = first_of_last_run(reached(curve, race))
     return None if first is None else curve.iloc[first]
 
 
-def runs_table(curves: pd.DataFrame, race: RaceConfig) -> pd.DataFrame:
+def runs_table(curves: pd.DataFrame, race: RaceSettings) -> pd.DataFrame:
     """One row per (stage, method, prompt, seed): the step/seconds from which the run *stays* at the
     threshold (`*_to_threshold`), its first crossing, and final quality."""
     rows = []
@@ -53,7 +55,7 @@ def runs_table(curves: pd.DataFrame, race: RaceConfig) -> pd.DataFrame:
         row |= {"steps_to_threshold": stays["step"] if stays is not None else float("nan"),
                 "seconds_to_threshold": stays["seconds"] if stays is not None else float("nan"),
                 "first_crossing_step": hit["step"].iloc[0] if len(hit) else float("nan"),
-                "final_iou": last["iou"], "final_colour_error": last["colour_error"],
+                "final_iou": last.get("iou"), "final_colour_error": last.get("colour_error"),
                 "iterations": int(last["step"]), "seconds_total": last["seconds"],
                 "seconds_per_iteration": last["seconds"] / max(int(last["step"]), 1)}
         for column in ("detail_error", "chamfer_relative", "clip_score"):
@@ -193,31 +195,34 @@ def _markdown(frame: pd.DataFrame) -> str:
     return frame.round(3).to_markdown(index=False)
 
 
-def write_report(curves: pd.DataFrame, race: RaceConfig, out: Path, command: str,
-                 throughput: pd.DataFrame | None = None, notes: str = "", tuning: pd.DataFrame | None = None,
-                 tuned: dict | None = None, sections: list[str] | None = None) -> Path:
-    """Write `out` (markdown), the curves CSV and one plot per stage beside it; `sections` (markdown,
-    e.g. the recipe race) go after the throughput table, before the hand-written notes."""
+def write_report(curves: pd.DataFrame, race: RaceSettings, out: Path, command: str,
+                 tuning: pd.DataFrame | None = None, picks: dict | None = None, tuning_text: str = "",
+                 notes: str = "") -> Path:
+    """Write `out` (markdown), the curves CSV and one plot per stage beside it. `curves` hold one
+    entry per race label (`race_labels`); `tuning`/`picks` the fair-tuning grid and its choice."""
     out.parent.mkdir(parents=True, exist_ok=True)
     curves.to_csv(out.with_name("convergence_curves.csv"), index=False)
     runs = runs_table(curves, race)
     ratios = ratio_table(runs)
+    stages = list(dict.fromkeys(curves["stage"]))
+    labels, prompts = list(dict.fromkeys(curves["method"])), list(dict.fromkeys(curves["prompt"]))
+    seeds = sorted(curves["seed"].unique())
     parts = [f"# Benchmarks\n\nMeasured on {machine_line()}. Regenerate with:\n\n    {command}\n",
              "## Convergence race (toy world)\n",
-             f"Methods {', '.join(race.labels())}; prompts {', '.join(race.prompts)}; seeds "
-             f"{', '.join(map(str, race.seeds))}. Same seed, same initialisation and same camera/noise generators "
-             f"for every method; stages {', '.join(race.stages)} in sequence (each method's stage 2 starts from its "
+             f"Methods {', '.join(labels)}; prompts {', '.join(prompts)}; seeds "
+             f"{', '.join(map(str, seeds))}. Same seed, same initialisation and same camera/noise generators "
+             f"for every method; stages {', '.join(stages)} in sequence (each method's stage 2 starts from its "
              f"own stage-1 mesh). Quality on {race.eval_views} held-out views every {race.eval_every} iterations; "
              f"threshold: silhouette IoU >= {race.iou_threshold} and colour error <= {race.colour_threshold} "
              "(mean RGB distance of albedo on the true foreground). Seconds exclude evaluation.\n"]
     if tuning is not None and not tuning.empty:
-        parts += [f"### Fair tuning ({race.tuning_stage}, held-out prompts {', '.join(race.tuning_prompts)}; "
-                  f"seeds {', '.join(map(str, race.tuning_seeds))})\n",
-                  "Every method gets the same grid of factors on its encoding and MLP learning rates; mean final "
-                  "score ((1 - IoU) + colour error + detail error, lower is better) per factor:\n",
+        parts += [f"### Fair tuning ({tuning_text})\n",
+                  "Every method gets the same grid on held-out prompts and seeds; mean final score "
+                  "((1 - IoU) + colour error + detail error, lower is better) per grid point:\n",
                   tuning.round(3).reset_index().to_markdown(index=False) + "\n"]
-    if race.variants:
-        parts.append("Settings raced: " + "; ".join(f"`{k}` = {v}" for k, v in race.variants.items()) + "\n")
+    if picks:
+        parts.append("Settings raced: " + "; ".join(f"`{method}` = {pick['point']} {pick['set']}"
+                                                    for method, pick in picks.items()) + "\n")
     summary = summary_table(runs)
     inherited = started_above_threshold(runs)
     to_threshold = [c for c in summary.columns if "_to_threshold_" in c]
@@ -239,14 +244,10 @@ def write_report(curves: pd.DataFrame, race: RaceConfig, out: Path, command: str
                   "Score = (1 - IoU) + colour error + detail error. Ratio = method's iterations / VSD's own "
                   "iterations to stay at that bar (goal for APFO: <= 1/3).\n",
                   _markdown(medians) + "\n", _markdown(matched) + "\n"]
-    for stage in race.stages:
-        if (curves["stage"] == stage).any():
-            plot = plot_stage(curves, stage, out.with_name(f"convergence_{stage}.png"))
-            parts.append(f"![{stage} convergence]({plot.name})\n")
+    for stage in stages:
+        plot = plot_stage(curves, stage, out.with_name(f"convergence_{stage}.png"))
+        parts.append(f"![{stage} convergence]({plot.name})\n")
     parts += ["### Per run\n", _markdown(runs) + "\n"]
-    if throughput is not None and not throughput.empty:
-        parts += ["## Throughput per stage (this machine)\n", _markdown(throughput) + "\n"]
-    parts += list(sections or [])
     if notes:
         parts.append(notes.strip() + "\n")
     out.write_text("\n".join(parts))

@@ -11,13 +11,12 @@ import torch
 from PIL import Image
 
 from dreamflow.config import RunConfig
-from dreamflow.geometry.mesh import TexturedMesh
-from dreamflow.geometry.nerf import load_nerf
 from dreamflow.io import atomic_write_bytes, load_checkpoint
 from dreamflow.prompts import read_prompts
 from dreamflow.render.cameras import orbit_cameras
 from dreamflow.toyworld.render import TRUTH_SUPERSAMPLE, render_scene
 from dreamflow.toyworld.scenes import parse_toy_prompt
+from dreamflow.training.stages import FINAL_STAGE, STAGES
 
 STRIP_ROWS = (0, 5)  # the held-out views shown in stages.png
 
@@ -56,21 +55,19 @@ def clip_similarities_with(clip: tuple, images: torch.Tensor, prompts: list[str]
 class AssetFiles:
     """Every file `evaluate` reads (the workflow rule declares each of them)."""
 
-    stage1: Path  # stage-1 checkpoint
-    stage2: Path  # stage-2 checkpoint
-    stage3: Path  # stage-3 checkpoint: the final asset
+    checkpoints: dict[str, Path]  # stage name -> its checkpoint, every stage of the stage table
     mesh: Path | None = None  # mesh extracted from stage 1 (its Chamfer distance)
 
     @property
     def folder(self) -> Path:
-        """The asset's folder (results/{suite}/{method}/{slug}/seed{seed}), where its stage folders are."""
-        return self.stage3.parent.parent
+        """The asset's folder, where its stage folders are."""
+        return self.checkpoints[FINAL_STAGE].parent.parent
 
 
 @torch.no_grad()
 def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str | Path, clip_model: str,
                    clip_pretrained: str, views: int, benchmarks: list[str], method: str | None = None,
-                   suite_prompts: str | None = None, detail_views: int = 16) -> dict:
+                   variant: str = "base", suite_prompts: str | None = None, detail_views: int = 16) -> dict:
     from dreamflow.evaluate.toy_metrics import (
         chamfer_distance,
         held_out_cameras,
@@ -78,12 +75,17 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
         render_like_truth,
     )
 
-    metrics: dict = {"prompt": prompt, "method": method or config.guidance.method, "seed": config.seed,
+    metrics: dict = {"prompt": prompt, "method": method or config.guidance.method, "variant": variant,
+                     "seed": config.seed,
                      "asset": str(files.folder), "status": "ok"}
-    stage1_state, stage3_state = load_checkpoint(files.stage1), load_checkpoint(files.stage3)
-    final = TexturedMesh.from_stage2(stage3_state, config).eval()
-    metrics["backend"] = {**stage1_state.get("backend", {}), **stage3_state.get("backend", {})}
-    resolution = config.stage3.resolution
+    missing = [name for name in STAGES if name not in files.checkpoints]
+    if missing:
+        raise ValueError(f"evaluation needs every stage's checkpoint; missing {missing}")
+    states = {name: load_checkpoint(files.checkpoints[name]) for name in STAGES}
+    models = {name: spec.load_trained(states[name], config) for name, spec in STAGES.items()}
+    final = models[FINAL_STAGE]
+    metrics["backend"] = {key: value for state in states.values() for key, value in state.get("backend", {}).items()}
+    resolution = STAGES[FINAL_STAGE].stage_config(config).resolution
     renders = final.render_views(orbit_cameras(config.camera, views), resolution)
     prompts = read_prompts(suite_prompts) if suite_prompts else [prompt]
     if prompt not in prompts:
@@ -98,24 +100,23 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
     if scene is None:  # nothing to score: only the strip's views, at pixel centres (paper sizes: minutes)
         strip_views = strip_indices(STRIP_ROWS, detail_views)
         cameras, strip_rows, supersample = cameras[list(strip_views)], tuple(range(len(strip_views))), 1
-    nerf = load_nerf(stage1_state, config)
-    stage2 = TexturedMesh.from_stage2(load_checkpoint(files.stage2), config).eval()
     # Every stage is scored at the final resolution: colour error grows with resolution (more
     # edge pixels), so scores at each stage's own resolution would not compare across stages.
     # Sampled as the truth is (2 rays per pixel side): the detail measures compare spectra.
-    views = {stage: render_like_truth(model, cameras, resolution, supersample)
-             for stage, model in (("stage1", nerf), ("stage2", stage2), ("stage3", final))}
+    views = {stage: render_like_truth(model, cameras, resolution, supersample) for stage, model in models.items()}
     truth = render_scene(scene, cameras, resolution) if scene is not None else None
     save_stage_strip(views, truth, Path(out).parent / "stages.png", strip_rows)
     if scene is not None:
         per_stage = {stage: image_metrics(scene, cameras, view.opacity, view.albedo, resolution, truth)
                      for stage, view in views.items()}
-        per_stage["stage2"] |= chamfer_distance(stage2.to_trimesh(), scene)
-        per_stage["stage3"] |= chamfer_distance(final.to_trimesh(), scene)
-        if files.mesh is not None:
-            import trimesh
+        for stage, model in models.items():
+            surface = model.to_trimesh()
+            if surface is not None:
+                per_stage[stage] |= chamfer_distance(surface, scene)
+            elif files.mesh is not None:  # a field: the mesh extracted from it
+                import trimesh
 
-            per_stage["stage1"] |= chamfer_distance(trimesh.load(files.mesh, process=False, force="mesh"), scene)
+                per_stage[stage] |= chamfer_distance(trimesh.load(files.mesh, process=False, force="mesh"), scene)
         metrics["toy"] = per_stage
         for stage, values in per_stage.items():
             for key, value in values.items():
@@ -127,29 +128,6 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
         metrics[f"seconds_{step}"] = values.get("seconds")
     atomic_write_bytes(out, lambda stream: stream.write(json.dumps(metrics, indent=2).encode()))
     return metrics
-
-
-def stage_texture_metrics(config: RunConfig, prompt: str, folder: str | Path) -> dict[str, float]:
-    """Texture apart from geometry for a finished toy asset (`folder` holds stage1-3/ckpt.pt): per
-    stage, `pattern_ceiling` and `texture_pattern_error` (`toy_metrics.texture_metrics`). A diagnosis
-    for docs (about a minute per asset on 2 cores), not part of `evaluate_asset`."""
-    from dreamflow.evaluate.toy_metrics import held_out_cameras, render_like_truth, texture_metrics
-
-    scene = parse_toy_prompt(prompt)
-    if scene is None:
-        raise ValueError(f"{prompt!r} is not a toy-world prompt: texture metrics need its true albedo")
-    folder = Path(folder)
-    cameras, resolution = held_out_cameras(config.camera), config.stage3.resolution
-    truth = render_scene(scene, cameras, resolution)
-    models = {"stage1": load_nerf(load_checkpoint(folder / "stage1" / "ckpt.pt"), config),
-              **{stage: TexturedMesh.from_stage2(load_checkpoint(folder / stage / "ckpt.pt"), config).eval()
-                 for stage in ("stage2", "stage3")}}
-    out = {}
-    for stage, model in models.items():
-        view = render_like_truth(model, cameras, resolution)
-        for key, value in texture_metrics(model, scene, cameras, resolution, view, truth).items():
-            out[f"{stage}_{key}"] = value
-    return out
 
 
 def strip_indices(rows: tuple[int, ...], n_views: int) -> tuple[int, ...]:

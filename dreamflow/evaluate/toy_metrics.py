@@ -123,32 +123,6 @@ def pattern_spectrum_error(detail: torch.Tensor, detail_truth: torch.Tensor, win
     return float((spectrum - true_spectrum).norm() / true_spectrum.norm().clamp(min=1e-12))
 
 
-def painted_with_truth(model, scene: ToyScene):
-    """`model`'s learned geometry with the scene's true albedo in place of its learned colour (a
-    context manager). Renders of it are the best any texture can do on that geometry: with them as
-    the reference, the pattern error measures the texture alone; scored against the true scene,
-    they give the geometry's ceiling (a lumpy sphere warps even perfect stripes in the image).
-    """
-    return model.albedo_replaced(scene.albedo)
-
-
-def texture_metrics(model, scene: ToyScene, cameras: Cameras, resolution: int, view,
-                    truth: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Detail of a stage's texture separated from its geometry (`view`: the stage's `render_like_truth`).
-
-    * `pattern_ceiling`: `pattern_error` of the true albedo painted on the stage's geometry,
-      against the true scene: the best pattern error that geometry allows.
-    * `texture_pattern_error`: the stage's own render against that painted one (same geometry,
-      so only the texture differs): 0 = the true pattern, 1 = a flat colour.
-    """
-    with painted_with_truth(model, scene):
-        painted = render_like_truth(model, cameras, resolution)
-    ceiling = image_metrics(scene, cameras, painted.opacity, painted.albedo, resolution, truth)["pattern_error"]
-    reference = {"albedo": painted.albedo.cpu().float(), "mask": painted.opacity.cpu().float()}
-    texture = image_metrics(scene, cameras, view.opacity, view.albedo, resolution, reference)["pattern_error"]
-    return {"pattern_ceiling": ceiling, "texture_pattern_error": texture}
-
-
 @functools.lru_cache(maxsize=32)
 def true_surface_points(scene: ToyScene, count: int = 20000, resolution: int = 128, seed: int = 0) -> np.ndarray:
     axis = torch.linspace(-0.8, 0.8, resolution)

@@ -11,12 +11,9 @@ import torch
 import trimesh
 
 from dreamflow.config import RunConfig
+from dreamflow.geometry.mesh import EmptyMeshError
 from dreamflow.geometry.nerf import load_nerf
 from dreamflow.io import atomic_write_bytes
-
-
-class EmptyMeshError(RuntimeError):
-    """The density never crosses the iso-level: nothing to extract."""
 
 
 @torch.no_grad()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
@@ -41,11 +39,6 @@ class StageModel(nn.Module):
     def device(self) -> torch.device:
         """Where the model lives (its first buffer's or parameter's device)."""
         return next(iter(self.buffers()), next(self.parameters())).device
-
-    def albedo_replaced(self, albedo: Callable[[torch.Tensor], torch.Tensor]) -> AbstractContextManager[StageModel]:
-        """A context manager: this model's geometry with `albedo(points [N,3]) -> [N,3]` in place of
-        its learned colour, restored on exit (diagnostics: the true albedo on a stage's own geometry)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot swap its albedo")
 
     def to_trimesh(self):
         """The surface as a trimesh.Trimesh, where the model has an explicit one (else None)."""

@@ -11,7 +11,6 @@ does, so stage 2 starts with the stage-1 colours.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import torch
@@ -29,15 +28,9 @@ from dreamflow.render.rasterize import NvdiffrastRasterizer, make_rasterizer
 from dreamflow.render.volume import RenderOutput
 
 
-class _Albedo(nn.Module):
-    """A function of position as a module, so that it can stand in for a colour field."""
 
-    def __init__(self, albedo):
-        super().__init__()
-        self.albedo = albedo
-
-    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        return self.albedo(points)
+class EmptyMeshError(RuntimeError):
+    """No usable mesh: the density never crosses the iso-level, or the mesh file is missing or empty."""
 
 
 class ColourField(nn.Module):
@@ -84,8 +77,6 @@ class TexturedMesh(StageModel):
 
     @classmethod
     def from_stage1(cls, mesh_path: str | Path, stage1_state: dict, config: RunConfig) -> "TexturedMesh":
-        from dreamflow.export.extract import EmptyMeshError
-
         if not Path(mesh_path).is_file():
             raise EmptyMeshError(f"mesh '{mesh_path}' does not exist: run `dreamflow extract` on the stage-1 "
                                  "checkpoint first")
@@ -156,14 +147,6 @@ class TexturedMesh(StageModel):
     def backend(self) -> dict[str, str]:
         return {"rasterizer": "nvdiffrast" if isinstance(self.rasterizer, NvdiffrastRasterizer) else "torch",
                 "hash_grid": self.colour.encoding.backend}
-
-    @contextlib.contextmanager
-    def albedo_replaced(self, albedo):
-        learned, self.colour = self.colour, _Albedo(albedo)
-        try:
-            yield self
-        finally:
-            self.colour = learned
 
     def to_trimesh(self) -> trimesh.Trimesh:
         return trimesh.Trimesh(self.vertices.detach().cpu().numpy(), self.faces.cpu().numpy(), process=False)

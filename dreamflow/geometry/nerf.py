@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import torch
@@ -122,15 +121,6 @@ class NeRFModel(StageModel):
 
     def backend(self) -> dict[str, str]:
         return {"hash_grid": self.field.encoding.backend}
-
-    @contextlib.contextmanager
-    def albedo_replaced(self, albedo):
-        # The renderer asks the field for albedo(points, features): shadow that method on the instance.
-        object.__setattr__(self.field, "albedo", lambda points, features=None: albedo(points))
-        try:
-            yield self
-        finally:
-            del self.field.__dict__["albedo"]
 
 
 def load_nerf(checkpoint: str | Path | dict, config: RunConfig, device: torch.device | str = "cpu") -> NeRFModel:

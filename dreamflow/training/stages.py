@@ -13,11 +13,11 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from dreamflow.config import PriorConfig, RunConfig, StageConfig
+from dreamflow.config import GuidanceConfig, PriorConfig, RunConfig, ShadingConfig, StageConfig
 from dreamflow.export.assets import export_mesh, export_previews
 from dreamflow.geometry.base import StageModel
 from dreamflow.geometry.mesh import TexturedMesh
-from dreamflow.geometry.nerf import NeRFModel
+from dreamflow.geometry.nerf import NeRFModel, load_nerf
 from dreamflow.io import load_checkpoint
 from dreamflow.training.logger import RunLogger
 from dreamflow.training.trainer import StageResult, build_trainer, fault_point
@@ -44,6 +44,7 @@ class StageSpec:
     inputs: tuple[str, ...]  # StageInputs fields it needs
     previous: str | None  # the stage whose checkpoint is `init`
     build_model: Callable[[RunConfig, StageInputs], StageModel]
+    load_trained: Callable[[dict, RunConfig], StageModel]  # the model of a finished checkpoint, eval mode
     export: Callable[[StageModel, RunConfig, StageConfig, Path], dict[str, Path]]
     config_blocks: tuple[str, ...]  # run-config blocks its result depends on (besides SHARED_BLOCKS)
 
@@ -52,6 +53,13 @@ class StageSpec:
 
     def prior_config(self, config: RunConfig) -> PriorConfig:
         return getattr(config, self.prior_block)
+
+    def guidance_config(self, config: RunConfig) -> GuidanceConfig:
+        """The guidance block with this stage's timestep range and CFG scale applied."""
+        return config.guidance_for(self.stage_config(config))
+
+    def shading_config(self, config: RunConfig) -> ShadingConfig:
+        return config.shading_for(self.stage_config(config))
 
     def check_inputs(self, inputs: StageInputs) -> None:
         missing = [name for name in self.inputs if getattr(inputs, name) is None]
@@ -72,15 +80,22 @@ def _mesh_from_stage2(config: RunConfig, inputs: StageInputs) -> StageModel:
     return TexturedMesh.from_stage2(load_checkpoint(inputs.init), config)
 
 
+def _trained_mesh(state: dict, config: RunConfig) -> StageModel:
+    return TexturedMesh.from_stage2(state, config).eval()
+
+
 STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
-    StageSpec("stage1", "optimise a hash-grid NeRF (stage 1)", "prior", (), None, _nerf, export_previews,
-              ("prior", "volume", "stage1")),
+    StageSpec("stage1", "optimise a hash-grid NeRF (stage 1)", "prior", (), None, _nerf, load_nerf,
+              export_previews, ("prior", "volume", "stage1")),
     StageSpec("stage2", "optimise the extracted mesh (stage 2)", "prior", ("init", "mesh"), "stage1",
-              _mesh_from_stage1, export_mesh, ("prior", "rasterizer", "stage2", "export")),
+              _mesh_from_stage1, _trained_mesh, export_mesh, ("prior", "rasterizer", "stage2", "export")),
     StageSpec("stage3", "refine the mesh with the refiner prior and export it (stage 3)", "refiner_prior",
-              ("init",), "stage2", _mesh_from_stage2, partial(export_mesh, final=True),
+              ("init",), "stage2", _mesh_from_stage2, _trained_mesh, partial(export_mesh, final=True),
               ("refiner_prior", "rasterizer", "stage3", "export")),
 )}
+
+
+FINAL_STAGE = list(STAGES)[-1]
 
 
 def get_stage(name: str) -> StageSpec:

@@ -85,10 +85,11 @@ class StageResult:
 class StageTrainer:
     """Optimise `model` with `guidance` for one stage, checkpointing atomically and resuming."""
 
-    def __init__(self, stage: str, model: StageModel, prior: DiffusionPrior, guidance: Guidance, config: RunConfig,
-                 prompt: str, out_dir: str | Path, logger: RunLogger, seed: int, callback=None):
-        self.stage = stage
-        self.stage_config: StageConfig = getattr(config, stage)
+    def __init__(self, spec: "StageSpec", model: StageModel, prior: DiffusionPrior, guidance: Guidance,
+                 config: RunConfig, prompt: str, out_dir: str | Path, logger: RunLogger, seed: int, callback=None):
+        self.spec = spec
+        self.stage = spec.name
+        self.stage_config: StageConfig = spec.stage_config(config)
         self.model = model
         self.prior = prior
         self.guidance = guidance
@@ -114,9 +115,10 @@ class StageTrainer:
         # ckpt.pt is written once, at the end.
         self.checkpoint_path = self.out_dir / "resume" / "ckpt.pt"
         self.final_path = self.out_dir / "ckpt.pt"
-        self.shading = config.shading_for(stage)
+        self.shading = spec.shading_config(config)
         self.callback = callback  # callback(step_done, model, seconds) before the first and after each step
         self.step = 0
+        self.train_seconds = 0.0  # optimisation time, callbacks excluded, carried over a resume
         self.stop_signal: int | None = None
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -125,7 +127,9 @@ class StageTrainer:
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "guidance": self.guidance.state_dict(), "generator": self.generator.get_state(),
                 "device_generator": self.device_generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "config": to_dict(self.config), "backend": self.model.backend()}
+                "torch_rng": torch.get_rng_state(), "config": to_dict(self.config), "backend": self.model.backend(),
+                "train_seconds": self.train_seconds,
+                "callback": self.callback.state_dict() if hasattr(self.callback, "state_dict") else None}
 
     def save(self) -> None:
         save_checkpoint(self.state(), self.checkpoint_path,
@@ -146,6 +150,9 @@ class StageTrainer:
         if "device_generator" in state and self.device_generator is not self.generator:
             self.device_generator.set_state(state["device_generator"])
         torch.set_rng_state(state["torch_rng"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        if state.get("callback") is not None and hasattr(self.callback, "load_state_dict"):
+            self.callback.load_state_dict(state["callback"])
         self.step = int(state["step"])
         return self.step
 
@@ -251,9 +258,10 @@ class StageTrainer:
                         desc=f"{self.stage} {self.guidance.config.method} {self.prompt[:40]!r}",
                         disable=os.environ.get("DREAMFLOW_NO_PROGRESS") == "1")
         if self.callback is not None and resumed == 0:
-            self.callback(0, self.model, 0.0)  # the untrained model (benchmarks score it)
+            self.callback(0, self.model, 0.0)  # the untrained model (quality curves score it)
         with self._stop_on_signals():
             for self.step in progress:
+                begin = time.perf_counter()
                 fault_point(f"{self.stage}:step", self.step)
                 metrics = self.train_step()
                 done = self.step + 1
@@ -262,12 +270,13 @@ class StageTrainer:
                 if log_now or save_now:
                     values = self.read_checked(metrics)  # the only host read of these steps
                     if log_now:
-                        values["seconds"] = time.time() - start_time
+                        values["seconds"] = self.train_seconds + time.perf_counter() - begin
                         self.logger.log(values, done)
                         progress.set_postfix(loss=f"{values['loss']:.3g}", t=f"{values.get('t', math.nan):.2f}")
                 self.step = done
+                self.train_seconds += time.perf_counter() - begin
                 if self.callback is not None:
-                    self.callback(done, self.model, time.time() - start_time)
+                    self.callback(done, self.model, self.train_seconds)
                 if save_now:
                     self.save()
                 self._stop_if_signalled(metrics)
@@ -292,5 +301,5 @@ def build_trainer(spec: "StageSpec", config: RunConfig, prompt: str, out_dir: st
     device = resolve_device(config.device)
     model = make_model().to(device)
     prior = load_prior(spec.prior_config(config), device)
-    guidance = make_guidance(prior, config.guidance_for(spec.name), spec.stage_config(config).iterations, config.seed)
-    return StageTrainer(spec.name, model, prior, guidance, config, prompt, out_dir, logger, config.seed, callback)
+    guidance = make_guidance(prior, spec.guidance_config(config), spec.stage_config(config).iterations, config.seed)
+    return StageTrainer(spec, model, prior, guidance, config, prompt, out_dir, logger, config.seed, callback)

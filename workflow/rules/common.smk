@@ -1,15 +1,20 @@
-# Shared helpers: config validation, the prompt table, output paths and resources.
+# Shared helpers: config validation, prompts, variants, output paths and resources.
+#
+# Every asset is (method, variant, prompt, seed); a variant is a named set of run-config overrides
+# declared in the suite config. Suites, races, tuning grids, recipe races and seed sweeps are all
+# methods x prompts x seeds x variants, plus the report rules their config asks for.
 import os
+import re
 from pathlib import Path
 
 import yaml
 
 from snakemake.utils import validate
 
-from dreamflow.config import load_config_data, to_dict
+from dreamflow.config import ConfigError, load_config_data, to_dict
 from dreamflow.guidance import available as guidance_methods
 from dreamflow.prompts import prompt_table
-from dreamflow.training.stages import SHARED_BLOCKS, STAGES
+from dreamflow.training.stages import FINAL_STAGE, SHARED_BLOCKS, STAGES
 
 validate(config, "../schemas/config.schema.yaml")
 # The method list belongs to the guidance registry (the schema only checks the type).
@@ -20,9 +25,18 @@ if _unknown:
 
 SUITE = config["suite"]
 RESULTS = config["results_dir"]
+STAGE_ORDER = list(STAGES)
 PROMPTS = prompt_table(config["prompts"])  # slug -> prompt; errors name the bad line
-ASSET = os.path.join(RESULTS, "{suite}", "{method}", "{slug}", "seed{seed}")
+TUNING = config.get("tuning")
+TUNING_PROMPTS = prompt_table(TUNING["prompts"]) if TUNING else {}
+_shared = sorted(set(PROMPTS) & set(TUNING_PROMPTS))
+if _shared:
+    raise ValueError(f"tuning prompts must be held out from the suite's prompts; both hold {_shared}")
+ALL_PROMPTS = {**PROMPTS, **TUNING_PROMPTS}
+ASSET = os.path.join(RESULTS, "{suite}", "{method}", "{variant}", "{slug}", "seed{seed}")
 CONDA_ENV = "../envs/dreamflow.yaml"
+CURVES = config["curves"]
+REPORTS = config["reports"]
 
 
 def suite_file(name):
@@ -31,32 +45,30 @@ def suite_file(name):
 
 
 def asset(name):
-    """results/{suite}/{method}/{slug}/seed{seed}/NAME"""
+    """results/{suite}/{method}/{variant}/{slug}/seed{seed}/NAME"""
     return os.path.join(ASSET, name)
 
 
 def bench(step):
-    return os.path.join("benchmarks", "{suite}", "{method}", "{slug}", "seed{seed}", f"{step}.tsv")
+    return os.path.join("benchmarks", "{suite}", "{method}", "{variant}", "{slug}", "seed{seed}", f"{step}.tsv")
 
 
 def logfile(step):
-    return os.path.join("logs", "{suite}", "{method}", "{slug}", "seed{seed}", f"{step}.log")
+    return os.path.join("logs", "{suite}", "{method}", "{variant}", "{slug}", "seed{seed}", f"{step}.log")
 
 
-wildcard_constraints:
-    suite=r"[A-Za-z0-9_.-]+",
-    method="|".join(guidance_methods()),
-    slug=r"[a-z0-9-]+",
-    seed=r"\d+",
+def pipeline_data():
+    """The run config's data: the inline `pipeline:` block, else the `pipeline_config` file, with overrides."""
+    data = config.get("pipeline")
+    if not data:
+        data = yaml.safe_load(Path(config["pipeline_config"]).read_text()) or {}
+        data = data.get("pipeline", data)  # a workflow config file: its `pipeline:` block
+    overrides = config.get("pipeline_overrides") or {}
+    return data, overrides
 
 
-def pipeline_config():
-    """The run config every stage reads: the inline `pipeline:` block, else `pipeline_config` file."""
-    data = config.get("pipeline") or yaml.safe_load(Path(config["pipeline_config"]).read_text())
-    return to_dict(load_config_data(data, config.get("pipeline_overrides")))
-
-
-RUN_CONFIG = pipeline_config()
+PIPELINE_DATA, PIPELINE_OVERRIDES = pipeline_data()
+RUN_CONFIG = to_dict(load_config_data(PIPELINE_DATA, PIPELINE_OVERRIDES))
 
 # Each step reads only the config blocks it uses, so changing e.g. `stage3` re-runs stage 3 and
 # evaluation but keeps the cached NeRFs and meshes (blocks left out take their defaults).
@@ -67,6 +79,110 @@ STEP_BLOCKS = {
 }
 
 
+# -- variants -------------------------------------------------------------------------------------
+def _variant_table():
+    """name -> {set, methods, starts_at, from}: the suite's variants, then the tuning grid's points."""
+    declared = dict(config["variants"])
+    grid = dict(TUNING["grid"]) if TUNING else {}
+    clash = sorted(set(declared) & set(grid))
+    if clash:
+        raise ValueError(f"tuning grid point(s) {clash} have the name of a suite variant; rename one")
+    first = next(iter(declared))
+    table = {}
+    for name, spec in {**declared, **grid}.items():
+        spec = dict(spec or {})
+        table[name] = {"set": dict(spec.get("set") or {}), "methods": spec.get("methods") or list(config["methods"]),
+                       "starts_at": spec.get("starts_at", STAGE_ORDER[0]), "from": spec.get("from", first)}
+    return table, list(declared), list(grid)
+
+
+VARIANTS, SUITE_VARIANTS, GRID_POINTS = _variant_table()
+TUNED = TUNING["picks_for"] if TUNING else None
+
+
+# Mesh extraction belongs to the stage that takes the extracted mesh as input.
+MESH_STAGE = next(name for name, spec in STAGES.items() if "mesh" in spec.inputs)
+
+
+def step_of(name):
+    """Position of a step in the stage order (extraction counts with the stage it feeds)."""
+    return STAGE_ORDER.index(MESH_STAGE if name == "extract_mesh" else name)
+
+
+def variant_overrides(variant):
+    return {**PIPELINE_OVERRIDES, **VARIANTS[variant]["set"]}
+
+
+def _check_variants():
+    """Every variant builds a valid run config; one that starts late changes no earlier step."""
+    for name, spec in VARIANTS.items():
+        unknown = sorted(set(spec["methods"]) - set(config["methods"]))
+        if unknown:
+            raise ValueError(f"variant {name!r} lists method(s) {unknown} that are not in the suite's methods")
+        if "seed" in spec["set"] or "guidance.method" in spec["set"]:
+            raise ValueError(f"variant {name!r} sets 'seed' or 'guidance.method': those are the suite's "
+                             "`seeds` and `methods` (a variant may restrict `methods` instead)")
+        try:
+            resolved = to_dict(load_config_data(PIPELINE_DATA, variant_overrides(name)))
+        except ConfigError as error:
+            raise ValueError(f"variant {name!r}: {error}") from None
+        if spec["starts_at"] not in STAGES:
+            raise ValueError(f"variant {name!r} starts_at {spec['starts_at']!r}; choose one of {STAGE_ORDER}")
+        if spec["starts_at"] == STAGE_ORDER[0]:
+            continue
+        if spec["from"] not in VARIANTS or spec["from"] == name:
+            raise ValueError(f"variant {name!r} reuses earlier stages from {spec['from']!r}, which is not another variant")
+        earlier = [step for step in [*STAGE_ORDER, "extract_mesh"]
+                   if step_of(step) < STAGE_ORDER.index(spec["starts_at"])]
+        source = to_dict(load_config_data(PIPELINE_DATA, variant_overrides(spec["from"])))
+        for step in earlier:
+            if any(resolved[b] != source[b] for b in STEP_BLOCKS[step]):
+                raise ValueError(f"variant {name!r} starts at {spec['starts_at']} but its overrides change {step}, "
+                                 f"which it reuses from {spec['from']!r}: start it at that step instead")
+    if TUNING:
+        if TUNED not in SUITE_VARIANTS:
+            raise ValueError(f"tuning.picks_for is {TUNED!r}; it must name one of the suite's variants {SUITE_VARIANTS}")
+        if TUNING["stage"] not in STAGES:
+            raise ValueError(f"tuning.stage is {TUNING['stage']!r}; choose one of {STAGE_ORDER}")
+        if not CURVES["every"]:
+            raise ValueError("a tuning grid is scored from quality curves: set curves.every (e.g. 25)")
+
+
+_check_variants()
+
+
+def source_variant(variant, step):
+    """The variant whose files hold `step` for `variant`: itself from its first stage on, else the one it reuses."""
+    spec = VARIANTS[variant]
+    if step_of(step) >= STAGE_ORDER.index(spec["starts_at"]):
+        return variant
+    return source_variant(spec["from"], step)
+
+
+def asset_of(wildcards, step, name):
+    """Path of `name` written by `step` for this asset (in the reused variant's folder when it starts later)."""
+    values = dict(wildcards.items())
+    values["variant"] = source_variant(wildcards.variant, step)
+    return asset(name).format(**values)
+
+
+wildcard_constraints:
+    suite=r"[A-Za-z0-9_.-]+",
+    method="|".join(guidance_methods()),
+    variant="|".join(re.escape(name) for name in VARIANTS),
+    slug=r"[a-z0-9-]+",
+    seed=r"\d+",
+
+
+# -- inputs of every step -------------------------------------------------------------------------
+def step_config_file(step):
+    return suite_file(os.path.join("config", "{variant}", "{method}", f"{step}.yaml"))
+
+
+def pick_file():
+    return suite_file("tuning/pick.yaml")
+
+
 def local_files(*names):
     """The names that are local files or folders (model weights a command reads); hub ids and tags are not."""
     return [name for name in names if name and os.path.exists(name)]
@@ -75,10 +191,6 @@ def local_files(*names):
 def prior_inputs(stage):
     """The local model folder a stage loads its prior from (declared so a retrained prior re-runs it)."""
     return local_files(RUN_CONFIG[STAGES[stage].prior_block]["pretrained"])
-
-
-def step_config(step):
-    return {key: RUN_CONFIG[key] for key in STEP_BLOCKS[step]}
 
 
 def resources_of(rule_name, key, default=None):
@@ -104,26 +216,64 @@ def gpus_of(rule_name):
 def wandb_args(wildcards):
     w = config["wandb"]
     args = f"--wandb-mode {w['mode']} --wandb-project {w['project']} --wandb-group {wildcards.suite} "
-    args += f"--wandb-dir {os.path.join(RESULTS, wildcards.suite)} --wandb-tags seed{wildcards.seed}"
+    args += f"--wandb-dir {os.path.join(RESULTS, wildcards.suite)} --wandb-tags seed{wildcards.seed} {wildcards.variant}"
     if w.get("entity"):
         args += f" --wandb-entity {w['entity']}"
     return args
 
 
+def curve_args(wildcards):
+    if not CURVES["every"]:
+        return ""
+    args = f"--curve-every {CURVES['every']} --curve-views {CURVES['views']}"
+    if CURVES.get("clip_model"):
+        args += f" --curve-clip-model {CURVES['clip_model']} --curve-clip-pretrained {CURVES['clip_pretrained']}"
+    return args
+
+
+# -- targets --------------------------------------------------------------------------------------
+def entries(variants, prompts, seeds):
+    """(method, variant, slug, seed) of every asset of `variants` (each variant's own methods)."""
+    return [(method, variant, slug, seed) for variant in variants for method in VARIANTS[variant]["methods"]
+            for slug in prompts for seed in seeds]
+
+
+def entry_path(entry, name, step=None):
+    method, variant, slug, seed = entry
+    if step is not None:
+        variant = source_variant(variant, step)
+    return asset(name).format(suite=SUITE, method=method, variant=variant, slug=slug, seed=seed)
+
+
+def suite_entries():
+    return entries(SUITE_VARIANTS, PROMPTS, config["seeds"])
+
+
+def grid_entries():
+    return entries(GRID_POINTS, TUNING_PROMPTS, TUNING["seeds"]) if TUNING else []
+
+
+def curve_files(entry_list, stages=STAGE_ORDER):
+    return [entry_path(e, f"{stage}/curve.csv", stage) for e in entry_list for stage in stages]
+
+
 def suite_targets():
-    """Every asset's final mesh and metrics, and the suite report: a deleted output is re-made."""
-    assets = expand(
-        asset("{name}"),
-        suite=SUITE,
-        method=config["methods"],
-        slug=list(PROMPTS),
-        seed=config["seeds"],
-        name=["stage3/mesh.glb", "metrics.json"],
-    )
-    names = ["summary.csv", "summary.md", "report.html"]
-    if has_preference_study():
-        names += ["study/index.html", "preference_judge.md"]
-    return assets + [os.path.join(RESULTS, SUITE, name) for name in names]
+    """Every asset's final mesh (and metrics, curves) and the reports: a deleted output is re-made."""
+    targets = [entry_path(e, f"{FINAL_STAGE}/mesh.glb") for e in suite_entries()]
+    if "summary" in REPORTS:
+        targets += [entry_path(e, "metrics.json") for e in suite_entries()]
+        targets += [os.path.join(RESULTS, SUITE, name) for name in ("summary.csv", "summary.md", "report.html")]
+        if has_preference_study():
+            targets += [os.path.join(RESULTS, SUITE, name) for name in ("study/index.html", "preference_judge.md")]
+    if CURVES["every"]:
+        targets += curve_files(suite_entries())
+    if "race" in REPORTS:
+        targets.append(os.path.join(RESULTS, SUITE, "race", "benchmarks.md"))
+    if "recipe" in REPORTS:
+        targets.append(os.path.join(RESULTS, SUITE, "recipe", "recipe_race.md"))
+    if TUNING:
+        targets.append(os.path.join(RESULTS, SUITE, "tuning", "pick.yaml"))
+    return targets
 
 
 def has_preference_study():
@@ -133,25 +283,20 @@ def has_preference_study():
 
 
 def all_metrics(wildcards):
-    return expand(
-        asset("metrics.json"),
-        suite=wildcards.suite,
-        method=config["methods"],
-        slug=list(PROMPTS),
-        seed=config["seeds"],
-    )
+    return [entry_path(e, "metrics.json") for e in suite_entries()]
 
 
 def write_partial_summary():
     """After a failed run: the suite summary with every asset, failed or missing ones marked, none dropped."""
+    if "summary" not in REPORTS:
+        return
     from dreamflow.evaluate.report import summarize_suite
 
     paths, labels = [], []
-    for method in config["methods"]:
-        for slug, prompt in PROMPTS.items():
-            for seed in config["seeds"]:
-                paths.append(asset("metrics.json").format(suite=SUITE, method=method, slug=slug, seed=seed))
-                labels.append({"method": method, "seed": seed, "prompt": prompt})
+    for entry in suite_entries():
+        method, variant, slug, seed = entry
+        paths.append(entry_path(entry, "metrics.json"))
+        labels.append({"method": method, "variant": variant, "seed": seed, "prompt": PROMPTS[slug]})
     out_dir = os.path.join(RESULTS, SUITE)
     try:
         summarize_suite(paths, out_dir, SUITE, labels)

@@ -1,17 +1,23 @@
 # Per-asset evaluation: CLIP score over rendered views, toy ground-truth metrics, timings, back end.
 
 
+def evaluate_inputs():
+    inputs = {name: (lambda wildcards, name=name: asset_of(wildcards, name, f"{name}/ckpt.pt")) for name in STAGES}
+    inputs["mesh"] = lambda wildcards: asset_of(wildcards, "extract_mesh", "mesh/coarse.obj")
+    # Snakemake's benchmark records of the steps that made the asset: its timings.
+    inputs["benchmarks"] = lambda wildcards: [
+        bench(step).format(**{**dict(wildcards.items()), "variant": source_variant(wildcards.variant, step)})
+        for step in [*STAGES, "extract_mesh"]]
+    return inputs
+
+
 rule evaluate:
     input:
-        config=suite_file("config/evaluate.yaml"),
+        config=step_config_file("evaluate"),
         prompt=suite_file("prompts/{slug}.txt"),
         suite_prompts=config["prompts"],
-        stage1=asset("stage1/ckpt.pt"),
-        mesh=asset("mesh/coarse.obj"),
-        stage2=asset("stage2/ckpt.pt"),
-        stage3=asset("stage3/ckpt.pt"),
         clip=local_files(config["evaluate"]["clip_pretrained"]),
-        benchmarks=[bench(step) for step in ("stage1", "extract_mesh", "stage2", "stage3")],
+        **evaluate_inputs(),
     output:
         metrics=asset("metrics.json"),
         stages=asset("stages.png"),  # truth | stage 1 | 2 | 3 from two held-out views
@@ -33,8 +39,8 @@ rule evaluate:
         runtime=resources_of("evaluate", "runtime"),
     shell:
         "OMP_NUM_THREADS={threads} dreamflow evaluate --config {input.config} --prompt-file {input.prompt}"
-        " --method {wildcards.method} --seed {wildcards.seed} --stage1 {input.stage1} --mesh {input.mesh}"
-        " --stage2 {input.stage2} --stage3 {input.stage3} --out {output.metrics}"
-        " --clip-model {params.clip_model} --clip-pretrained {params.clip_pretrained} --views {params.views}"
-        " --detail-views {params.detail_views}"
+        " --method {wildcards.method} --variant {wildcards.variant} --seed {wildcards.seed}"
+        " " + " ".join(f"--{name} {{input.{name}}}" for name in STAGES) + " --mesh {input.mesh}"
+        " --out {output.metrics} --clip-model {params.clip_model} --clip-pretrained {params.clip_pretrained}"
+        " --views {params.views} --detail-views {params.detail_views}"
         " --suite-prompts {input.suite_prompts} --benchmarks {input.benchmarks} > {log} 2>&1"

@@ -3,8 +3,8 @@
 
 rule extract_mesh:
     input:
-        config=suite_file("config/extract_mesh.yaml"),
-        ckpt=asset("stage1/ckpt.pt"),
+        config=step_config_file("extract_mesh"),
+        ckpt=lambda wildcards: asset_of(wildcards, "stage1", "stage1/ckpt.pt"),
     output:
         mesh=asset("mesh/coarse.obj"),
         report=asset("mesh/extract.json"),

@@ -1,4 +1,4 @@
-"""Write one rule parameter to the rule's output: the prompt text, or the resolved run config."""
+"""Write one rule parameter (a prompt's exact text) to the rule's output."""
 from pathlib import Path
 
 import yaml

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
 from dreamflow.render.cameras import cameras_from_spherical
-from dreamflow.toyworld.judge import judge_many
+from dreamflow_lab.judge import judge_many
 from dreamflow.toyworld.render import render_scene
 from dreamflow.toyworld.scenes import ToyScene
 

@@ -1,4 +1,4 @@
-"""`dreamflow train-toy-prior`: train the embedded default priors on the toy world.
+"""`dreamflow-lab train-toy-prior`: train the embedded default priors on the toy world.
 
 Produces two diffusers folders loaded by the same code as the real models:
 * an SD 2.x-format text-to-image latent diffusion pipeline (StableDiffusionPipeline) trained at
@@ -32,8 +32,8 @@ from transformers import CLIPTokenizer
 
 from dreamflow.config import CameraConfig
 from dreamflow.io import load_checkpoint, save_checkpoint
-from dreamflow.toyworld import architectures as arch
-from dreamflow.toyworld.dataset import ToyDataset, cached_dataset, world_views
+from dreamflow_lab.toy_models import architectures as arch
+from dreamflow_lab.toy_models.dataset import ToyDataset, cached_dataset, world_views
 from dreamflow.toyworld.tokenizer import write_tokenizer_files
 
 
@@ -239,7 +239,7 @@ stripes, front view").
 
 Retrain (seeded, deterministic on CPU):
 
-    dreamflow train-toy-prior --output-dir models --which {stats['which']}
+    dreamflow-lab train-toy-prior --output-dir models --which {stats['which']}
 
 Interrupted? Run the same command again: it resumes from `models/.cache/`.
 
