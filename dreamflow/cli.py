@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_throughput)
     p = sub.add_parser("benchmark-2d", help="2D race: guidance on latent images, step sizes tuned per method "
-                                            "on held-out seeds -> docs/race2d.md")
+                                            "on held-out seeds -> docs/results/race2d.md")
     from dreamflow.benchmarks.race2d import Race2DConfig
 
     defaults = Race2DConfig()
@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=defaults.iterations)
     p.add_argument("--eval-every", type=int, default=defaults.eval_every)
     p.add_argument("--workers", type=int, default=defaults.workers, help="runs side by side (one thread each)")
-    p.add_argument("--out", default="docs/race2d.md")
+    p.add_argument("--out", default="docs/results/race2d.md")
     p.set_defaults(func=cmd_benchmark_2d)
     p = sub.add_parser("prompts", help="validate a prompt file and list slug<TAB>prompt")
     p.add_argument("file")

@@ -78,7 +78,7 @@ class GuidanceConfig:
     num_timesteps: int = 50  # N
     steps_per_timestep: int | None = None  # K; default: iterations / N
     step_scale: float = 1.0  # lambda
-    # dsigma: lambda (sigma(t_i) - sigma(t_{i+1})), the probability-flow step (DESIGN.md 2); constant: its
+    # dsigma: lambda (sigma(t_i) - sigma(t_{i+1})), the probability-flow step (docs/design.md §2); constant: its
     # mean over the schedule, (sigma(t_max) - sigma(t_min)) / N, the same path length without the decay
     apfo_weighting: str = "dsigma"
     # Noise level of the source model's fine-tuning step. current: the schedule's t_i with fresh noise,

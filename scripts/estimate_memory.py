@@ -1,6 +1,6 @@
 """Peak GPU memory per stage at config/paper.yaml's settings, estimated from measurements on a CPU.
 
-    python scripts/estimate_memory.py > docs/memory.md
+    python scripts/estimate_memory.py > docs/results/memory.md
 
 What is measured, and how:
 * weights: parameter counts of the full-size networks (architecture-only) times their dtype's bytes
@@ -16,7 +16,7 @@ What is measured, and how:
 * the no-grad UNet calls (CFG batch of 2, the source model) keep no activations: their transient
   peak is below the training step's.
 The sum gets 20 % on top for the allocator's fragmentation and CUDA context. An estimate, not a
-measurement on a GPU. Measured on an H200 (docs/gpu_first_run.md, pure-PyTorch back ends): stage 1
+measurement on a GPU. Measured on an H200 (docs/results/gpu_first_run.md, pure-PyTorch back ends): stage 1
 32.4 GB, stage 2 8.1 GB, stage 3 20.0 GB; the stage-3 estimate misses the pure-PyTorch rasteriser's
 buffers at 1024 px.
 """

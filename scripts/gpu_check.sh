@@ -4,7 +4,7 @@
 # gradients) and the device tests, then measure every stage and method at config/paper.yaml's
 # settings with architecture-only priors, for both back-end sets: s/iteration, the method's floor,
 # syncs/iteration, peak GPU memory, and the projected time per asset for each published recipe.
-# Writes docs/gpu_check.md.
+# Writes docs/results/gpu_check.md.
 #
 #   bash scripts/gpu_check.sh --wheelhouse DIR [--stages stage1 ...] [--methods apfo ...]   # on a GPU
 #   bash scripts/gpu_check.sh --dry-run        # on a CPU: every step at toy size, nothing installed,
@@ -33,7 +33,7 @@ else
   if [ -x .venv/bin/python ]; then . .venv/bin/activate; fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'error: torch sees no CUDA device')"
-  config=config/paper.yaml out=docs/gpu_check.md
+  config=config/paper.yaml out=docs/results/gpu_check.md
   report_args=(--config "$config" --architecture-only --out "$out")
   step "CUDA extensions"
   if [ -n "$wheelhouse" ]; then

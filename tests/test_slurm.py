@@ -1,5 +1,5 @@
-"""The `slurm` profile on a real SLURM cluster: the smoke suite end to end (default run), and a
-2-prompt suite with a running stage-1 job requeued (what preemption does) halfway through its
+"""The `slurm` profile on a real SLURM cluster: a small race end to end, every stage run its own job,
+with its tuning and the race report (default run), and a 2-prompt suite with a running stage-1 job requeued (what preemption does) halfway through its
 optimisation (`slow`). Both read the cluster's capacity instead of assuming the test cluster's."""
 
 import json
@@ -65,18 +65,22 @@ def slurm_env() -> dict[str, str]:
 
 
 @pytest.mark.skipif(not cluster_up(), reason="no local SLURM cluster: run scripts/slurm/start_local_cluster.sh (root)")
-def test_smoke_suite_runs_through_the_slurm_profile(tmp_path):
+def test_small_race_runs_through_the_slurm_profile(tmp_path):
     workdir = make_workdir(tmp_path)
-    result = subprocess.run(slurm_snakemake(workdir, "--configfile", "config/smoke.yaml"), cwd=workdir,
-                            env=slurm_env(), capture_output=True, text=True, timeout=900)
+    result = subprocess.run(slurm_snakemake(workdir, "--configfile", "config/smoke-race.yaml"),
+                            cwd=workdir, env=slurm_env(), capture_output=True, text=True, timeout=1200)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
-    results = workdir / "results" / "smoke"
-    metrics = json.loads(next(results.glob("apfo/base/*/seed0/metrics.json")).read_text())
-    assert metrics["status"] == "ok" and metrics["stage3_iou"] > 0
+    results = workdir / "results" / "smoke-race"
+    assert sorted(p.parts[-6] for p in results.glob("*/tuned/*/seed0/stage3/mesh.glb")) == ["apfo", "sds"]
+    assert (results / "race" / "benchmarks.md").exists() and (results / "tuning" / "pick.yaml").exists()
+    # One SLURM job per (method, variant, prompt, seed, stage): 2 methods x (1 raced + 2 grid points) for
+    # stage 1, the raced variant only after it; reports and config files stay on the submitting node.
+    submitted = re.findall(r"sbatch call:.*?rule_([a-z0-9_]+?)_wildcards", output)
+    counts = {rule: submitted.count(rule) for rule in set(submitted)}
+    assert counts == {"stage1": 6, "extract_mesh": 2, "stage2": 2, "stage3": 2}, counts
     by_rule = sbatch_calls(output)
-    assert {"stage1", "extract_mesh", "stage2", "stage3", "evaluate"} <= by_rule.keys(), by_rule.keys()
-    # The toy suite runs on CPU: no job asks SLURM for a GPU; stages are requeued on preemption.
+    # The toy race runs on CPU: no job asks SLURM for a GPU; stages are requeued on preemption.
     assert not any("--gpus" in call or "--gres" in call for call in by_rule.values()), by_rule
     assert "--requeue" in by_rule["stage1"]
 

@@ -1,4 +1,5 @@
-"""Benchmarks (not tests): the APFO/SDS/VSD convergence race and per-stage throughput.
+"""Comparisons and speed (not tests): the race, tuning and recipe reports read the stages' quality
+curves (the workflow's compare rules call them), the 2D race, and per-stage throughput.
 
-`dreamflow benchmark` runs both and writes docs/benchmarks.md; see README "Benchmarks".
+See README "Comparisons and benchmarks" and docs/guides/comparisons.md.
 """

@@ -2,7 +2,7 @@
 CUDA back ends (tinycudann, nvdiffrast) and with the pure-PyTorch fallbacks, against the method's
 floor; and the projected wall time per asset for each published recipe.
 
-    python -m dreamflow.benchmarks.gpu_report --config config/paper.yaml --architecture-only --out docs/gpu_check.md
+    python -m dreamflow.benchmarks.gpu_report --config config/paper.yaml --architecture-only --out docs/results/gpu_check.md
     python -m dreamflow.benchmarks.gpu_report --config config/toy.yaml --steps 1 --out results/gpu_check_dry_run.md
 
 Each (stage, method) runs in its own process and measures both back-end sets there, reusing the
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="run-config override")
     parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--worker", nargs=2, metavar=("STAGE", "METHOD"), help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, default=Path("docs/gpu_check.md"))
+    parser.add_argument("--out", type=Path, default=Path("docs/results/gpu_check.md"))
     args = parser.parse_args(argv)
     import yaml
 

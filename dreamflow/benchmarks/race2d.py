@@ -179,7 +179,7 @@ def race_2d(config_path: str | Path, race: Race2DConfig) -> dict:
 
 
 def write_race_2d_report(result: dict, race: Race2DConfig, out: Path, command: str) -> Path:
-    """docs/race2d.md: grid, chosen step sizes, paired table, summary, curves plot."""
+    """docs/results/race2d.md: grid, chosen step sizes, paired table, summary, curves plot."""
     import matplotlib
 
     matplotlib.use("Agg")

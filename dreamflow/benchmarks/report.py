@@ -135,7 +135,7 @@ def matched_quality_table(curves: pd.DataFrame, baseline: str = "vsd", tolerance
 
 
 def verdict(ratios: pd.DataFrame, method: str = "apfo", stage: str = "stage1") -> str:
-    """Met or missed, and by how much, for the issue's target."""
+    """Met or missed, and by how much, for the paper's speed target (TARGET_RATIO)."""
     lines = []
     for baseline, target in TARGET_RATIO.items():
         if ratios.empty:

@@ -1,6 +1,6 @@
 """Stages 2-3 geometry: an explicit triangle mesh with a hash-grid colour field on its surface.
 
-Choice (issue 5): an explicit mesh initialised from the marching-cubes mesh of stage 1, whose
+Choice: an explicit mesh initialised from the marching-cubes mesh of stage 1, whose
 vertex offsets are optimised with Laplacian and normal-consistency regularisers, rather than a
 DMTet grid as Magic3D. The mesh is what stage 1 already produced, needs no tetrahedral grid
 (those shipped with threestudio/nvdiffrec carry a restrictive notice) and is cheap to rasterise in

@@ -14,7 +14,7 @@ steps are spent at each t_i (the amortised inner loop):
 
 The weight sigma(t_i) - sigma(t_{i+1}) is a DDIM step of the probability-flow ODE in
 sigma-parametrisation (x/a moves by d sigma * eps), i.e. the "time-derivative of the noise scale"
-weighting reviewers describe; the paper's Eq. 12-13 were not available to us (DESIGN.md §2).
+weighting reviewers describe; the paper's Eq. 12-13 were not available to us (docs/design.md §2).
 eps_src is the pretrained UNet with a LoRA adapter and camera conditioning, trained alongside on
 the renders with the diffusion loss at the current t_i with fresh noise (the paper's method figure:
 min_phi ||D_src(x + n'; sigma(t_i)) - x||^2), not at t ~ U(0, 1) as VSD does

