@@ -88,3 +88,17 @@ def test_the_raced_variant_runs_each_methods_pick_and_names_its_method(killed_th
     tuning_assets = list(results.glob("*/lr-x*/*/seed100"))
     assert len(tuning_assets) == 4 and all(not (a / "stage2").exists() for a in tuning_assets)
     assert all("green-torus" in a.parent.name for a in tuning_assets)
+
+
+def test_suite_tables_tell_variants_apart(tmp_path):
+    from dreamflow.evaluate.report import load_metrics
+
+    paths = []
+    for variant in ("base", "s3x3"):
+        path = tmp_path / "apfo" / variant / "a-red-cube" / "seed0" / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"prompt": "a red cube", "method": "apfo", "variant": variant, "seed": 0,
+                                    "status": "ok"}))
+        paths.append(str(path))
+    assert list(load_metrics(paths)["method"]) == ["apfo@base", "apfo@s3x3"]
+    assert list(load_metrics(paths[:1])["method"]) == ["apfo"]  # one variant: the method alone

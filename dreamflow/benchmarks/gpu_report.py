@@ -77,9 +77,9 @@ def measure_stage(config_path: str, stage: str, method: str, steps: int, warmup:
                 floor = _timed(lambda: floor_step(trainer), steps, device)
             rows.append({"stage": stage, "method": method, "backends": name,
                          "backend": ", ".join(f"{k}={v}" for k, v in trainer.model.backend().items()),
-                         "resolution": getattr(config, stage).resolution, "s_per_it": seconds,
+                         "resolution": spec.stage_config(config).resolution, "s_per_it": seconds,
                          "floor_s_per_it": floor, "over_floor": seconds / floor, "syncs_per_it": syncs,
-                         "peak_gpu_gb": peak, "iterations": getattr(config, stage).iterations,
+                         "peak_gpu_gb": peak, "iterations": spec.stage_config(config).iterations,
                          "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"})
             del trainer.model, trainer.optimizer
     return rows
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     from dreamflow.config import load_config
 
     config = load_config(args.config, overrides)
-    recipes = recipe_times(table, tuple(getattr(config, stage).iterations for stage in STAGE_NAMES))
+    recipes = recipe_times(table, tuple(spec.stage_config(config).iterations for spec in STAGES.values()))
     write_report(table, recipes, args.out, args.config, "python -m dreamflow.benchmarks.gpu_report " + " ".join(argv or sys.argv[1:]))
     print(args.out.read_text())
     return int((table["backends"] == "failed").any())

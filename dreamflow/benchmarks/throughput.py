@@ -139,7 +139,7 @@ def measure(config_path: str, stage: str, method: str, steps: int = 20, warmup: 
         peak_gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
         syncs = count_syncs(step, device, min(steps, 3))
         floor = _timed(lambda: floor_step(trainer), steps, device)
-    stage_config = getattr(config, stage)
+    stage_config = spec.stage_config(config)
     return {"stage": stage, "method": method, "resolution": stage_config.resolution,
             "backend": ", ".join(f"{k}={v}" for k, v in trainer.model.backend().items()),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

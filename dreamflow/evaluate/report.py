@@ -33,7 +33,8 @@ COLUMNS = IDENTITY + ["clip_score", "clip_rank", *STAGE_COLUMNS, *TIMING_METRICS
 
 def load_metrics(paths: list[str], labels: list[dict] | None = None) -> pd.DataFrame:
     """One row per asset. An asset without metrics.json is kept as a row: `failed: ...` when a stage
-    left a failure record, else `missing`; `labels` (method, seed, prompt per path) fill its identity."""
+    left a failure record, else `missing`; `labels` (method, variant, seed, prompt per path) fill its
+    identity. With several variants, `method` reads `method@variant`."""
     rows = []
     for i, path in enumerate(paths):
         path = Path(path)
@@ -55,6 +56,8 @@ def load_metrics(paths: list[str], labels: list[dict] | None = None) -> pd.DataF
     for column in COLUMNS:
         if column not in frame:
             frame[column] = float("nan")
+    if "variant" in frame and frame["variant"].nunique() > 1:  # a suite of variants: each is its own entry
+        frame["method"] = frame["method"].astype(str) + "@" + frame["variant"].astype(str)
     return frame
 
 

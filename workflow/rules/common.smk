@@ -5,6 +5,7 @@
 # methods x prompts x seeds x variants, plus the report rules their config asks for.
 import os
 import re
+import shlex
 from pathlib import Path
 
 import yaml
@@ -286,6 +287,11 @@ def all_metrics(wildcards):
     return [entry_path(e, "metrics.json") for e in suite_entries()]
 
 
+def study_metrics(wildcards):
+    """The preference study compares methods at the suite's first variant (the one every method runs)."""
+    return [entry_path(e, "metrics.json") for e in entries(SUITE_VARIANTS[:1], PROMPTS, config["seeds"])]
+
+
 def write_partial_summary():
     """After a failed run: the suite summary with every asset, failed or missing ones marked, none dropped."""
     if "summary" not in REPORTS:
@@ -303,3 +309,69 @@ def write_partial_summary():
         print(f"Some jobs failed: {out_dir}/summary.md lists every asset with its status (failed ones marked).")
     except Exception as error:  # a report problem must not hide the jobs' own errors
         print(f"Could not write the partial suite summary: {type(error).__name__}: {error}")
+
+
+# -- stage rules (stages.smk) ---------------------------------------------------------------------
+# Files each stage writes besides ckpt.pt (the exporters in dreamflow/export/assets.py).
+STAGE_FILES = {
+    "stage1": {"preview": "preview.png", "turntable": "turntable.gif"},
+    "stage2": {"mesh": "mesh.glb", "preview": "preview.png"},
+    "stage3": {"mesh": "mesh.glb", "obj": "mesh.obj", "preview": "preview.png", "turntable": "turntable.gif",
+               "views": "views"},
+}
+
+
+def stage_outputs(name):
+    outputs = {"ckpt": asset(f"{name}/ckpt.pt")}
+    for key, file in STAGE_FILES[name].items():
+        path = asset(f"{name}/{file}")
+        if key == "views":
+            path = directory(path)
+        elif key in ("preview", "turntable"):
+            labels = {"method": "{method}", "variant": "{variant}", "prompt": "{slug}", "seed": "{seed}"}
+            path = report(path, category="Turntables" if key == "turntable" else name.replace("stage", "Stage "),
+                          labels=labels)
+        outputs[key] = path
+    if CURVES["every"]:
+        outputs["curve"] = asset(f"{name}/curve.csv")
+    return outputs
+
+
+def stage_inputs(name):
+    spec = STAGES[name]
+    inputs = {"config": step_config_file(name), "prompt": suite_file("prompts/{slug}.txt"),
+              "prior": prior_inputs(name)}
+    if spec.previous:
+        inputs["init"] = lambda wildcards, previous=spec.previous: asset_of(wildcards, previous, f"{previous}/ckpt.pt")
+    if "mesh" in spec.inputs:
+        inputs["mesh"] = lambda wildcards: asset_of(wildcards, "extract_mesh", "mesh/coarse.obj")
+    return inputs
+
+
+def stage_input_args(name):
+    """The stage command's input flags (--init, --mesh) from the rule's inputs."""
+    fields = STAGES[name].inputs
+    return lambda wildcards, input: " ".join(f"--{field} {input[field]}" for field in fields)
+
+
+# -- evaluation (evaluate.smk) --------------------------------------------------------------------
+def evaluate_inputs():
+    inputs = {name: (lambda wildcards, name=name: asset_of(wildcards, name, f"{name}/ckpt.pt")) for name in STAGES}
+    inputs["mesh"] = lambda wildcards: asset_of(wildcards, "extract_mesh", "mesh/coarse.obj")
+    # Snakemake's benchmark records of the steps that made the asset: its timings.
+    inputs["benchmarks"] = lambda wildcards: [
+        bench(step).format(**{**dict(wildcards.items()), "variant": source_variant(wildcards.variant, step)})
+        for step in [*STAGES, "extract_mesh"]]
+    return inputs
+
+
+# -- comparisons (compare.smk) --------------------------------------------------------------------
+def regenerate_command():
+    """How a reader regenerates a report: this workflow with the suite's config file."""
+    files = getattr(workflow, "overwrite_configfiles", None) or []
+    return "snakemake --cores all" + "".join(f" --configfile {os.path.relpath(f)}" for f in files)
+
+
+def race_curve_files():
+    variants = config["race"].get("variants") or SUITE_VARIANTS
+    return curve_files(entries(variants, PROMPTS, config["seeds"]))

@@ -1,22 +1,17 @@
 # Comparisons as reports over the stages' own curve files (curve.csv, written when `curves.every`
 # is set): the fair-tuning pick, the convergence race and the recipe race. Each reads files the
 # stage rules made, so every (method, variant, prompt, seed, stage) is its own cached job.
-import shlex
 
 
 localrules:
-    tuning_pick,
     race_report,
     recipe_report,
 
 
-def regenerate_command():
-    """How a reader regenerates a report: this workflow with the suite's config file."""
-    files = getattr(workflow, "overwrite_configfiles", None) or []
-    return "snakemake --cores all" + "".join(f" --configfile {os.path.relpath(f)}" for f in files)
-
-
 if TUNING:
+
+    localrules:
+        tuning_pick,
 
     rule tuning_pick:
         input:
@@ -38,11 +33,6 @@ if TUNING:
         shell:
             "dreamflow compare pick --stage {params.stage} --points {params.points} --curves {input.curves}"
             " --out {output.pick} > {log} 2>&1"
-
-
-def race_curve_files():
-    variants = config["race"].get("variants") or SUITE_VARIANTS
-    return curve_files(entries(variants, PROMPTS, config["seeds"]))
 
 
 rule race_report:

@@ -1,16 +1,6 @@
 # Per-asset evaluation: CLIP score over rendered views, toy ground-truth metrics, timings, back end.
 
 
-def evaluate_inputs():
-    inputs = {name: (lambda wildcards, name=name: asset_of(wildcards, name, f"{name}/ckpt.pt")) for name in STAGES}
-    inputs["mesh"] = lambda wildcards: asset_of(wildcards, "extract_mesh", "mesh/coarse.obj")
-    # Snakemake's benchmark records of the steps that made the asset: its timings.
-    inputs["benchmarks"] = lambda wildcards: [
-        bench(step).format(**{**dict(wildcards.items()), "variant": source_variant(wildcards.variant, step)})
-        for step in [*STAGES, "extract_mesh"]]
-    return inputs
-
-
 rule evaluate:
     input:
         config=step_config_file("evaluate"),

@@ -11,7 +11,7 @@ localrules:
 
 rule preference_study:
     input:
-        all_metrics,
+        study_metrics,
     output:
         page=suite_file("study/index.html"),
         assets=directory(suite_file("study/assets")),
