@@ -1,4 +1,4 @@
-"""Screenshots for docs/ and the README, taken in headless Chromium as a person would see the pages:
+"""Screenshots for docs/images/ and the README, taken in headless Chromium as a person would see the pages:
 a stage-3 .glb in the three.js viewer, the suite report's first screen at 1280 px, the preference
 study page.
 
@@ -25,11 +25,11 @@ def main() -> None:
     parser.add_argument("--study", type=Path, default=ROOT / "results" / "toy-compare",
                         help="a suite folder with study/index.html")
     parser.add_argument("--glb-prompt", default="an-orange-cone", help="slug prefix of the asset shown in 3D")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
     args = parser.parse_args()
     args.suite, args.study = args.suite.resolve(), args.study.resolve()
     args.out.mkdir(exist_ok=True)
-    glb = next(args.suite.glob(f"*/{args.glb_prompt}*/seed*/stage3/mesh.glb"))
+    glb = next(args.suite.glob(f"*/*/{args.glb_prompt}*/seed*/stage3/mesh.glb"))
     page = Path("/tmp") / "dreamflow_glb_view.html"
     page.write_text(standalone_page(glb, f"stage 3 .glb of “{glb.parents[2].name.rsplit('-', 1)[0].replace('-', ' ')}” in three.js", size=360))
     driver = chromium(1280, 800)

@@ -188,7 +188,8 @@ def machine_line() -> str:
     except OSError:
         pass
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {torch.get_num_threads()} torch thread(s), {device}, torch {torch.__version__}"
+    # The stage jobs' own threads and concurrency are the workflow's (`resources`, `--cores`).
+    return f"{cpu}, {device}, torch {torch.__version__}"
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -207,7 +208,8 @@ def write_report(curves: pd.DataFrame, race: RaceSettings, out: Path, command: s
     stages = list(dict.fromkeys(curves["stage"]))
     labels, prompts = list(dict.fromkeys(curves["method"])), list(dict.fromkeys(curves["prompt"]))
     seeds = sorted(curves["seed"].unique())
-    parts = [f"# Benchmarks\n\nMeasured on {machine_line()}. Regenerate with:\n\n    {command}\n",
+    parts = [f"# Benchmarks\n\nMeasured on {machine_line()} (each stage run a workflow job with the threads of "
+             f"its rule). Regenerate with:\n\n    {command}\n",
              "## Convergence race (toy world)\n",
              f"Methods {', '.join(labels)}; prompts {', '.join(prompts)}; seeds "
              f"{', '.join(map(str, seeds))}. Same seed, same initialisation and same camera/noise generators "
