@@ -94,9 +94,8 @@ def cmd_stage(args) -> int:
         from dreamflow.evaluate.curves import CurveRecorder, CurveSettings
 
         settings = CurveSettings(args.curve_every, args.curve_views, args.curve_clip_model, args.curve_clip_pretrained)
-        stage_config = spec.stage_config(config)
         # Built before the trainer seeds: loading CLIP draws from the global torch RNG.
-        recorder = CurveRecorder(settings, config, prompt, stage_config.resolution, stage_config.iterations)
+        recorder = CurveRecorder(settings, config, prompt, spec.stage_config(config))
     try:
         result = run_stage(spec, config, prompt, args.out, logger, inputs, recorder)
     except NonFiniteError as error:

@@ -102,9 +102,9 @@ def test_curve_recorder_needs_ground_truth_or_clip():
 
     config = load_config(ROOT / "config" / "toy.yaml")
     with pytest.raises(ValueError, match="not a toy-world prompt.*CLIP"):
-        CurveRecorder(CurveSettings(every=5), config, "a photo of a dog", 32, 10)
+        CurveRecorder(CurveSettings(every=5), config, "a photo of a dog", config.stage1)
     with pytest.raises(ValueError, match=">= 1 iteration"):
-        CurveRecorder(CurveSettings(every=0), config, "a red cube", 32, 10)
+        CurveRecorder(CurveSettings(every=0), config, "a red cube", config.stage1)
 
 
 def test_throughput_counts_unet_calls_per_method(monkeypatch):

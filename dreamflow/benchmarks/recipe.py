@@ -22,9 +22,6 @@ import pandas as pd
 
 from dreamflow.benchmarks.race import quality_score
 
-STAGE_NAMES = ("stage1", "stage2", "stage3")
-
-
 @dataclass(frozen=True)
 class Recipe:
     name: str

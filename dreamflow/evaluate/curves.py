@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from dreamflow.config import RunConfig
+from dreamflow.config import RunConfig, StageConfig
 from dreamflow.evaluate.toy_metrics import chamfer_distance, held_out_cameras, image_metrics, render_like_truth
 from dreamflow.toyworld.scenes import parse_toy_prompt
 
@@ -38,10 +38,11 @@ class CurveRecorder:
     training time carries over a resume.
     """
 
-    def __init__(self, settings: CurveSettings, config: RunConfig, prompt: str, resolution: int, iterations: int):
+    def __init__(self, settings: CurveSettings, config: RunConfig, prompt: str, stage: StageConfig):
         if settings.every < 1:
             raise ValueError(f"curve evaluation interval must be >= 1 iteration, got {settings.every}")
-        self.settings, self.resolution, self.iterations = settings, resolution, iterations
+        # Scored at the stage's own render size; the last step is always scored.
+        self.settings, self.resolution, self.iterations = settings, stage.resolution, stage.iterations
         self.scene = parse_toy_prompt(prompt)
         self.prompt = prompt
         self.cameras = held_out_cameras(config.camera, settings.views)

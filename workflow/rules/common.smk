@@ -160,11 +160,15 @@ def source_variant(variant, step):
     return source_variant(spec["from"], step)
 
 
+def made_by(template, values, step):
+    """`template` (a path with wildcards) filled for the asset `values` names, in the folder of the
+    variant whose run of `step` it uses (the reused variant's, when the asset's starts later)."""
+    return template.format(**{**values, "variant": source_variant(values["variant"], step)})
+
+
 def asset_of(wildcards, step, name):
-    """Path of `name` written by `step` for this asset (in the reused variant's folder when it starts later)."""
-    values = dict(wildcards.items())
-    values["variant"] = source_variant(wildcards.variant, step)
-    return asset(name).format(**values)
+    """Path of `name` written by `step` for the asset of these wildcards."""
+    return made_by(asset(name), dict(wildcards.items()), step)
 
 
 wildcard_constraints:
@@ -240,10 +244,10 @@ def entries(variants, prompts, seeds):
 
 
 def entry_path(entry, name, step=None):
+    """Path of `name` for an entry of `entries` (written by `step` when given, see `made_by`)."""
     method, variant, slug, seed = entry
-    if step is not None:
-        variant = source_variant(variant, step)
-    return asset(name).format(suite=SUITE, method=method, variant=variant, slug=slug, seed=seed)
+    values = {"suite": SUITE, "method": method, "variant": variant, "slug": slug, "seed": seed}
+    return made_by(asset(name), values, step) if step is not None else asset(name).format(**values)
 
 
 def suite_entries():
@@ -359,9 +363,8 @@ def evaluate_inputs():
     inputs = {name: (lambda wildcards, name=name: asset_of(wildcards, name, f"{name}/ckpt.pt")) for name in STAGES}
     inputs["mesh"] = lambda wildcards: asset_of(wildcards, "extract_mesh", "mesh/coarse.obj")
     # Snakemake's benchmark records of the steps that made the asset: its timings.
-    inputs["benchmarks"] = lambda wildcards: [
-        bench(step).format(**{**dict(wildcards.items()), "variant": source_variant(wildcards.variant, step)})
-        for step in [*STAGES, "extract_mesh"]]
+    inputs["benchmarks"] = lambda wildcards: [made_by(bench(step), dict(wildcards.items()), step)
+                                              for step in [*STAGES, "extract_mesh"]]
     return inputs
 
 
