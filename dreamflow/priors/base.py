@@ -96,7 +96,10 @@ class DiffusionPrior(nn.Module):
         if size is not None and images.shape[-2:] != (size, size):
             images = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False)
         posterior = self.vae.encode(images.float() * 2 - 1).latent_dist
-        latents = posterior.sample(generator) if self.config.vae_encode == "sample" else posterior.mean
+        latents = posterior.mean
+        if self.config.vae_encode == "sample":  # posterior.sample(), drawn on the latents' device
+            latents = latents + posterior.std * torch.randn(latents.shape, generator=generator, device=latents.device,
+                                                            dtype=latents.dtype)
         return latents * self.vae_scale
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
