@@ -141,15 +141,17 @@ class SDSConfig(MethodConfig):
     # Ours is uncond + s (cond - uncond), as stable-dreamfusion. DreamFusion §2 and threestudio write
     # cond + w (cond - uncond) = uncond + (w + 1)(cond - uncond): their 100 is our 101.
     guidance_scale: float = cited(100.0, f"{SDF_MAIN} --guidance_scale 100 with {SDF_UTILS} train_step "
-                                         "uncond + s (cond - uncond); DreamFusion §3 / threestudio "
+                                         "uncond + s (cond - uncond); DreamFusion (guidance weight 100) / threestudio "
                                          "configs/dreamfusion-sd.yaml guidance_scale 100 in the cond + w (cond - "
                                          "uncond) form (= our 101)")
-    t_min: float = cited(0.02, f"DreamFusion §3.1 t ~ U(0.02, 0.98); {SDF_MAIN} --t_range [0.02, 0.98]; "
+    t_min: float = cited(0.02, f"DreamFusion t ~ U(0.02, 0.98) ({SDF_UTILS} train_step comment); "
+                               f"{SDF_MAIN} --t_range [0.02, 0.98]; "
                                "threestudio configs/dreamfusion-sd.yaml min_step_percent 0.02")
-    t_max: float = cited(0.98, f"DreamFusion §3.1; {SDF_MAIN} --t_range [0.02, 0.98]; threestudio "
+    t_max: float = cited(0.98, f"DreamFusion t ~ U(0.02, 0.98); {SDF_MAIN} --t_range [0.02, 0.98]; threestudio "
                                "configs/dreamfusion-sd.yaml max_step_percent 0.98")
     # one_minus_alphabar: w(t) = sigma_t^2 = 1 - alphabar_t; uniform: w = 1 (threestudio magic3d-coarse-sd).
-    weighting: str = cited("one_minus_alphabar", f"DreamFusion §3.2 w(t) = sigma_t^2; {SDF_UTILS} "
+    weighting: str = cited("one_minus_alphabar", "DreamFusion §3.2 w(t) = sigma_t^2 (stable-dreamfusion PR #9); "
+                                                 f"{SDF_UTILS} "
                                                  f"w = 1 - alphas[t]; {TS_SDS} weighting_strategy sds")
     # ProlificDreamer's two-stage t: after `anneal_fraction` of a stage's iterations, t_max -> anneal_t_max.
     anneal: bool = cited(False, "DreamFusion / threestudio configs/dreamfusion-sd.yaml: one range for the stage")
