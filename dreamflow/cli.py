@@ -224,6 +224,18 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_recipe(args) -> int:
+    """The values each method runs with in each stage of a config, with their sources."""
+    from dreamflow.config.recipes import as_json, as_markdown, load_recipes
+
+    from dreamflow.training.stages import STAGES
+
+    rows = load_recipes(args.config, _overrides(args.set), [args.method] if args.method else None,
+                        [args.stage] if args.stage else None, {name: spec.prior_block for name, spec in STAGES.items()})
+    print(json.dumps(as_json(rows), indent=2) if args.json else as_markdown(rows))
+    return 0
+
+
 def cmd_throughput(args) -> int:
     from dreamflow.benchmarks.throughput import measure_throughput
 
@@ -349,6 +361,17 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--out", required=True, help="the report (pick.yaml, benchmarks.md, recipe_race.md)")
         q.add_argument("--command", default="snakemake --cores all", help="how to regenerate it (for the report)")
         q.set_defaults(func=cmd_compare)
+    from dreamflow.config import METHOD_CONFIGS
+
+    p = sub.add_parser("recipe", help="the values each guidance method runs with in each stage of a config "
+                                      "(CFG, t range and anneal, weighting, source model, LoRA, optimiser, "
+                                      "iterations), each with its source")
+    p.add_argument("--config", help="run config YAML (or workflow config with a `pipeline:` block); default: built-in")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--method", choices=list(METHOD_CONFIGS), help="one method only")
+    p.add_argument("--stage", choices=list(STAGES), help="one stage only")
+    p.add_argument("--json", action="store_true", help="JSON: {method: {stage: {key: {value, source}}}}")
+    p.set_defaults(func=cmd_recipe)
     p = sub.add_parser("throughput", help="iterations/s, UNet share and memory per stage and method on this machine")
     p.add_argument("--config", default="config/toy.yaml")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")

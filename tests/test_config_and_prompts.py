@@ -8,13 +8,15 @@ def test_toy_config_loads_and_resolves_stage_guidance():
     config = load_config("config/toy.yaml")
     assert config.stage1.resolution == 32
     stage2 = config.guidance_for(config.stage2)
-    assert (stage2.t_max, stage2.t_min) == (0.5, 0.1)
+    assert (stage2.apfo.t_max, stage2.apfo.t_min) == (0.5, 0.1)
+    assert (stage2.sds.t_min, stage2.sds.t_max) == (0.02, 0.5)  # Magic3D's mesh stage, not APFO's range
 
 
 def test_paper_config_pipeline_block_loads():
     config = load_config("config/paper.yaml")
     assert config.stage1.resolution == 256 and config.stage3.resolution == 1024
-    assert config.guidance_for(config.stage1).t_max == 1.0 and config.guidance_for(config.stage1).t_min == 0.2
+    stage1 = config.guidance_for(config.stage1)
+    assert (stage1.apfo.t_max, stage1.apfo.t_min) == (1.0, 0.2)
     assert config.stage2.laplacian_weight == 1.0e4  # written 1.0e4, which PyYAML reads as a string
 
 
@@ -25,7 +27,7 @@ def test_paper_config_pipeline_block_loads():
     ({"stage3.opacity_weight": 0.1}, "unknown config key(s) ['opacity_weight'] in 'stage3'"),
     ({"stage1.iterations": "many"}, "'stage1.iterations' must be an integer"),
     ({"guidance.method": "dds"}, "'guidance.method' is 'dds'"),
-    ({"stage2.t_min": 0.9}, "'stage2' timestep range"),
+    ({"stage2.guidance.apfo.t_min": 0.9}, "'stage2' timestep range of 'apfo'"),
     ({"camera.fovy_range": [40]}, "'camera.fovy_range' must have 2 items"),
     ({"stage3.supersample": 0}, "'stage3.supersample' must be a whole number >= 1"),
 ])

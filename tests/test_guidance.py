@@ -1,14 +1,18 @@
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
-from dreamflow.config import GuidanceConfig
+from dreamflow.config import APFOConfig, ConfigError, GuidanceConfig, SDSConfig, VSDConfig, load_config
+from dreamflow.config.methods import APFOLoRAConfig, LoRAConfig
 from dreamflow.guidance import make_guidance
-from dreamflow.guidance.schedules import apfo_position, apfo_timesteps
+from dreamflow.guidance.schedules import apfo_span, apfo_timesteps
 from dreamflow.priors.base import DiffusionPrior, TextEmbeddings
 
 BETAS = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2
 ALPHAS_CUMPROD = torch.cumprod(1 - BETAS, 0)
+SINGLE = {"model": "single_model", "warmup_steps": 0}  # the stub prior is its own source model
 
 
 class StubPrior:
@@ -26,27 +30,44 @@ class StubPrior:
     alpha_sigma = DiffusionPrior.alpha_sigma
     noise_to_signal = DiffusionPrior.noise_to_signal
     add_noise = DiffusionPrior.add_noise
+    model_output_to_eps = DiffusionPrior.model_output_to_eps
+    training_target = DiffusionPrior.training_target
 
     def predict_eps_cfg(self, x_t, index, text, scale):
         cond, uncond = 0.5 * x_t + 1.0, 0.5 * x_t
         return uncond + scale * (cond - uncond)
 
-    def predict_eps(self, x_t, index, text, uncond=False, use_lora=False, camera=None):
+    def predict_output(self, x_t, index, text, uncond=False, use_lora=False, camera=None):
         return 0.25 * x_t
+
+    def predict_eps(self, x_t, index, text, uncond=False, use_lora=False, camera=None):
+        return self.model_output_to_eps(self.predict_output(x_t, index, text, uncond, use_lora, camera), x_t, index)
 
     def add_lora(self, config):
         self.lora = nn.Parameter(torch.zeros(1))
         return [self.lora]
 
+    def lora_state_dict(self):
+        return {"lora": self.lora.detach().clone()}
+
+
+def guidance_config(method: str, **values) -> GuidanceConfig:
+    """The method's published recipe with `values` changed (and a single-model source for the stub)."""
+    cls = {"apfo": APFOConfig, "sds": SDSConfig, "vsd": VSDConfig}[method]
+    lora_cls = {"apfo": APFOLoRAConfig, "vsd": LoRAConfig}.get(method)
+    if lora_cls is not None:
+        values.setdefault("lora", lora_cls(**SINGLE))
+    return GuidanceConfig(method=method, **{method: cls(**values)})
+
 
 def test_apfo_update_matches_hand_computed_target(monkeypatch):
     prior = StubPrior()
-    config = GuidanceConfig(method="apfo", t_max=0.98, t_min=0.2, num_timesteps=4, guidance_scale=3.0, step_scale=0.7)
+    config = guidance_config("apfo", t_max=0.98, t_min=0.2, num_timesteps=4, guidance_scale=3.0, step_scale=0.7)
     guidance = make_guidance(prior, config, iterations=8, seed=5)
-    monkeypatch.setattr(guidance, "train_source_model", lambda *a: {})
+    monkeypatch.setattr(guidance.source, "train", lambda *a: {})
     latents = torch.randn(2, 4, 8, 8, requires_grad=True)
     text = TextEmbeddings(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4))
-    step = 5  # K = 8 / 4 = 2 steps per timestep -> block 2: t from 0.59 to 0.395
+    step = 5  # 8 iterations over 4 blocks: 2 steps per timestep -> block 2: t from 0.59 to 0.395
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(5 + 1))
     t_now, t_next = 0.98 - 2 * 0.195, 0.98 - 3 * 0.195
     i_now, i_next = round(t_now * 999), round(t_next * 999)
@@ -69,18 +90,57 @@ def test_apfo_schedule_is_monotone_with_configured_ends(shape):
     assert (grid[1:] <= grid[:-1]).all() and (grid[1:] < grid[:-1]).sum() >= len(grid) - 3
 
 
-def test_apfo_position_spends_k_steps_per_timestep():
-    grid = apfo_timesteps(1.0, 0.2, 10, "linear", ALPHAS_CUMPROD)
-    blocks = [apfo_position(step, 100, grid, None)[0] for step in range(100)]
+def test_apfo_spends_k_steps_per_timestep():
+    blocks = [apfo_span(step, 100, 10)[0] for step in range(100)]
     assert blocks == sorted(blocks) and blocks[0] == 0 and blocks[-1] == 9 and blocks.count(3) == 10
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 7, 20, 100])
+def test_apfo_path_ends_at_t_min_for_every_iteration_count(blocks):
+    """The last step steps to t_N = t_min, the first starts at t_0 = t_max, and no block is run out of
+    order or twice apart; with iterations < N a step spans several blocks (a coarser grid)."""
+    for iterations in [1, 2, 3, 5, 6, 19, 20, 23, 31, 37, 62, 99, 101, 150, 250, 300, 5001]:
+        spans = [apfo_span(step, iterations, blocks) for step in range(iterations)]
+        assert spans[0][0] == 0 and spans[-1][1] == blocks, (iterations, blocks, spans[-1])
+        assert all(i < j <= i + max(1, -(-blocks // iterations)) for i, j in spans)
+        assert all(a[0] <= b[0] for a, b in zip(spans, spans[1:]))  # never back up the schedule
+        if iterations >= blocks:  # every block visited, K or K+1 steps each
+            counts = [sum(i == block for i, _ in spans) for block in range(blocks)]
+            assert min(counts) >= iterations // blocks and max(counts) <= -(-iterations // blocks)
+        else:  # the steps tile the grid: each starts where the previous one ended
+            assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+
+
+@pytest.mark.parametrize("iterations", [3, 23, 37, 150])
+def test_apfo_guidance_ends_its_stage_at_t_min(iterations):
+    guidance = make_guidance(StubPrior(), guidance_config("apfo", t_max=1.0, t_min=0.2, num_timesteps=20),
+                             iterations=iterations)
+    assert guidance.timestep_pair(0)[0] == pytest.approx(1.0)
+    assert guidance.timestep_pair(iterations - 1)[1] == pytest.approx(0.2)
+
+
+def test_apfo_constant_weighting_keeps_the_path_length_when_steps_span_blocks():
+    dsigma, _ = run_guidance("apfo", 3)  # 3 iterations over 5 blocks
+    constant, _ = run_guidance("apfo", 3, apfo_weighting="constant")
+    assert sum(info["weight"] for info in dsigma) == pytest.approx(sum(info["weight"] for info in constant), rel=1e-4)
+
+
+def test_a_k_that_does_not_spend_the_iterations_is_an_actionable_error():
+    with pytest.raises(ConfigError, match=r"K = 3 with \d+ schedule blocks .* but the stage has 50: leave K unset"):
+        make_guidance(StubPrior(), guidance_config("apfo", schedule="ddim", num_timesteps=20, steps_per_timestep=3),
+                      iterations=50)
+    guidance = make_guidance(StubPrior(), guidance_config("apfo", num_timesteps=5, steps_per_timestep=4),
+                             iterations=20)
+    assert guidance.timestep_pair(19)[1] == pytest.approx(0.2)
 
 
 @pytest.mark.parametrize("method", ["sds", "vsd"])
 def test_sds_and_vsd_gradients(method, monkeypatch):
     prior = StubPrior()
-    config = GuidanceConfig(method=method, t_max=0.98, t_min=0.02, guidance_scale=2.0)
-    guidance = make_guidance(prior, config, iterations=10, seed=3)
-    monkeypatch.setattr(guidance, "train_source_model", lambda *a: {})
+    guidance = make_guidance(prior, guidance_config(method, t_max=0.98, t_min=0.02, guidance_scale=2.0),
+                             iterations=10, seed=3)
+    if guidance.source is not None:
+        monkeypatch.setattr(guidance.source, "train", lambda *a: {})
     generator = torch.Generator().manual_seed(3 + 1)
     t = 0.02 + 0.96 * torch.rand(1, generator=generator)
     index = (t * 999).round().long()
@@ -97,7 +157,7 @@ def test_sds_and_vsd_gradients(method, monkeypatch):
 class RecordingPrior(StubPrior):
     """Records the timestep of every source-model (LoRA) call made with gradients: the fine-tuning steps."""
 
-    def predict_eps(self, x_t, index, text, uncond=False, use_lora=False, camera=None):
+    def predict_output(self, x_t, index, text, uncond=False, use_lora=False, camera=None):
         if use_lora and torch.is_grad_enabled():
             self.calls.append(float(index.float().mean()) / 999)
         return 0.25 * x_t * (1 + self.lora)
@@ -111,8 +171,8 @@ def read_scalars(info: dict) -> dict:
 
 def run_guidance(method: str, steps: int, **overrides) -> tuple[list[dict], list[float]]:
     prior = RecordingPrior()
-    guidance = make_guidance(prior, GuidanceConfig(method=method, t_max=0.98, t_min=0.2, num_timesteps=5,
-                                                   **overrides), iterations=steps, seed=0)
+    values = {"t_max": 0.98, "t_min": 0.2, **({"num_timesteps": 5} if method == "apfo" else {}), **overrides}
+    guidance = make_guidance(prior, guidance_config(method, **values), iterations=steps, seed=0)
     text = TextEmbeddings(torch.zeros(1, 3, 4), torch.zeros(1, 3, 4))
     infos = [read_scalars(guidance(torch.randn(1, 4, 8, 8, requires_grad=True), text, torch.zeros(1, 16), step).info)
              for step in range(steps)]  # a method's info holds device scalars, read as the trainer does
@@ -142,3 +202,18 @@ def test_apfo_constant_weighting_keeps_the_path_length():
     assert sum(info["weight"] for info in dsigma) == pytest.approx(sum(info["weight"] for info in constant), rel=1e-4)
     assert len({round(info["weight"], 6) for info in constant}) == 1
     assert dsigma[0]["weight"] > 5 * dsigma[-1]["weight"]  # d sigma decays along the schedule
+
+
+@pytest.mark.parametrize("config_path", ["config/paper.yaml", "config/toy.yaml"])
+@pytest.mark.parametrize("method", ["sds", "vsd"])
+def test_baselines_draw_stage_1_timesteps_below_apfos_range(config_path, method):
+    """SDS and VSD draw t ~ U(0.02, 0.98) in stage 1 (VSD: in its first 20 %), not APFO's [0.2, 1.0]."""
+    config = load_config(config_path)
+    recipe = config.guidance_for(config.stage1)
+    recipe = dataclasses.replace(recipe, **{method: dataclasses.replace(
+        recipe.recipe(method), **({"lora": dataclasses.replace(recipe.vsd.lora, **SINGLE)} if method == "vsd" else {}))})
+    iterations = config.stage1.iterations
+    guidance = make_guidance(StubPrior(), dataclasses.replace(recipe, method=method), iterations)
+    early = torch.cat([guidance.sample_index(20, step) for step in range(iterations // 5)]).float() / 999
+    # U(0.02, 0.98): 19 % of the draws below 0.2 (APFO's stage-1 range has none)
+    assert early.min() < 0.03 and 0.15 < (early < 0.2).float().mean() < 0.23 and early.max() > 0.97

@@ -10,7 +10,7 @@ import torch
 from .conftest import ROOT
 
 FAST = ["--set", "stage1.iterations=6", "--set", "stage1.checkpoint_every=2", "--set", "volume.samples_per_ray=16",
-        "--set", "stage1.turntable_views=2", "--set", "stage1.preview_views=2", "--set", "guidance.num_timesteps=3",
+        "--set", "stage1.turntable_views=2", "--set", "stage1.preview_views=2", "--set", "guidance.apfo.num_timesteps=3",
         "--curve-every", "2", "--curve-views", "2"]
 
 

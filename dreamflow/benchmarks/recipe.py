@@ -9,8 +9,10 @@ budget scaled to the toy world by one common factor (config/toy-recipe-race.yaml
 * **Magic3D** (SDS, 5k coarse + 3k fine; the fine budget split evenly between our two mesh stages,
   an assumption) runs alongside.
 
-Each method's own schedule follows its budget: APFO's t path spans the stage's iterations and
-VSD's timestep anneal happens at 20 % of them. The report reads the stages' curve files only.
+Each method runs its published recipe (`guidance.<method>`, docs/guides/recipes.md) and its own
+schedule follows its budget: APFO's t path spans every stage's iterations down to its t_min, and
+VSD's timestep anneal comes after 5000 of each stage's published steps (20 %, 1/3 and 1/6 of them).
+The report reads the stages' curve files only.
 """
 
 from __future__ import annotations

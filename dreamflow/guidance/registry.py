@@ -1,13 +1,17 @@
 """The registry of guidance methods (threestudio's `register` / `find`).
 
 Every place that needs the list of methods (CLI choices, config validation, the workflow's
-wildcard and schema check, benchmarks) asks `available()`. Adding a method is one module with a
-`Guidance` subclass decorated with `@register("name")`, imported in `dreamflow/guidance/__init__.py`.
+wildcard and schema check, benchmarks) asks `available()`, or, without importing torch,
+`dreamflow.config.method_names()` (which `register` keeps in step). Adding a method is one module
+with a `Guidance` subclass decorated with `@register("name")`, imported in
+`dreamflow/guidance/__init__.py`; its recipe is a config class in `dreamflow/config/methods.py`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, TypeVar
+
+from dreamflow.config.methods import add_method
 
 if TYPE_CHECKING:
     from dreamflow.config import GuidanceConfig
@@ -26,6 +30,7 @@ def register(name: str) -> Callable[[G], G]:
             raise ValueError(f"guidance method {name!r} is already registered by {_METHODS[name].__qualname__}")
         cls.name = name
         _METHODS[name] = cls
+        add_method(name, cls.Config)
         return cls
 
     return decorate
@@ -48,5 +53,5 @@ def find(name: str) -> type:
 
 
 def make_guidance(prior: "DiffusionPrior", config: "GuidanceConfig", iterations: int, seed: int = 0) -> "Guidance":
-    """The guidance object for `config.method`."""
-    return find(config.method)(prior, config, iterations, seed)
+    """The guidance object for `config.method`, running that method's recipe (`config.recipe()`)."""
+    return find(config.method)(prior, config.recipe(), iterations, seed)

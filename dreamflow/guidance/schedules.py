@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 
@@ -41,11 +39,23 @@ def apfo_timesteps(t_max: float, t_min: float, num_timesteps: int, shape: str,
     raise ValueError(f"unknown APFO schedule {shape!r}; choose linear, sigma or ddim")
 
 
-def apfo_position(step: int, iterations: int, grid: torch.Tensor, steps_per_timestep: int | None) -> tuple[int, int]:
-    """(i, K): the schedule block of optimisation `step` and the steps spent at each t_i."""
-    blocks = grid.shape[0] - 1
-    per = steps_per_timestep or max(1, math.ceil(iterations / blocks))
-    return min(step // per, blocks - 1), per
+def apfo_span(step: int, iterations: int, blocks: int, steps_per_timestep: int | None = None) -> tuple[int, int]:
+    """(i, j): optimisation `step` runs at grid point t_i and steps to t_j, for `blocks` = N intervals.
+
+    The stage's iterations are spread over the N blocks (i = floor(step N / iterations)), so the last
+    step always ends at t_N = t_min: with iterations >= N every block gets floor or ceil(iterations / N)
+    steps and j = i + 1; with fewer iterations than blocks each step spans several blocks (a coarser
+    grid on the same points, the same path length). `steps_per_timestep` (K), when set, must spend
+    exactly the iterations: K * N == iterations.
+    """
+    if steps_per_timestep is not None and steps_per_timestep * blocks != iterations:
+        raise ValueError(f"APFO's steps_per_timestep K = {steps_per_timestep} with {blocks} schedule blocks is "
+                         f"{steps_per_timestep * blocks} iterations, but the stage has {iterations}: leave K unset "
+                         "(null) to spread the iterations over the blocks, or make iterations = K * blocks")
+    if not 0 <= step < iterations:
+        raise ValueError(f"step {step} is outside the stage's {iterations} iterations")
+    i = step * blocks // iterations
+    return i, max(i + 1, (step + 1) * blocks // iterations)
 
 
 def random_timesteps(batch: int, t_min: float, t_max: float, generator: torch.Generator | None = None,

@@ -1,7 +1,7 @@
 """Full-size SD 2.1 and SDXL-refiner networks from their published configs, with random weights.
 
 For GPU throughput benchmarks and shape tests without downloading weights. The configs are the
-ones in the model repositories' `*/config.json` (stabilityai/stable-diffusion-2-1-base and
+ones in the model repositories' `*/config.json` (stabilityai/stable-diffusion-2-1-base, -2-1 and
 stable-diffusion-xl-refiner-1.0). The tokenizer is the toy one: token ids only need to be valid.
 """
 
@@ -38,6 +38,8 @@ SDXL_TEXT_2 = dict(  # OpenCLIP ViT-bigG/14 text tower
     max_position_embeddings=77, hidden_act="gelu", projection_dim=1280,
 )
 SD21_UNET_PARAMETERS = 865_910_724  # published count of stabilityai/stable-diffusion-2-1 unet
+# SD 2.1 (768, the VSD references' LoRA model): the 2.1-base network at 96x96 latents, trained on v.
+SD21_768_UNET = {**SD21_UNET, "sample_size": 96, "upcast_attention": True}
 
 
 def _toy_tokenizer():
@@ -50,20 +52,35 @@ def _toy_tokenizer():
     return CLIPTokenizer.from_pretrained(write_tokenizer_files(Path(tempfile.mkdtemp()) / "tokenizer", 77))
 
 
+def _scheduler(prediction_type: str = "epsilon"):
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                         clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
+
+
+def is_sd21_768(name: str) -> bool:
+    """SD 2.1 at 768 px (v-prediction): `stable-diffusion-2-1` without `-base`."""
+    return name.rstrip("/").endswith("stable-diffusion-2-1") or name == "sd21-768"
+
+
+def build_unet_only(name: str):
+    """(UNet, scheduler) of the named model with random weights: a separate source-model UNet."""
+    from diffusers import UNet2DConditionModel
+
+    if "refiner" in name.lower() or "xl" in name.lower():
+        return UNet2DConditionModel(**SDXL_REFINER_UNET), _scheduler()
+    if is_sd21_768(name):
+        return UNet2DConditionModel(**SD21_768_UNET), _scheduler("v_prediction")
+    return UNet2DConditionModel(**SD21_UNET), _scheduler()
+
+
 def build_architecture_only(name: str):
     """A pipeline of randomly initialised full-size networks: 'sd21' or 'sdxl-refiner' by name."""
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        StableDiffusionXLImg2ImgPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                              beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
-                              steps_offset=1, prediction_type="epsilon")
+    scheduler = _scheduler()
     if "refiner" in name.lower() or "xl" in name.lower():
         return StableDiffusionXLImg2ImgPipeline(
             vae=AutoencoderKL(**{**SD_VAE, "scaling_factor": 0.13025}), text_encoder=None,

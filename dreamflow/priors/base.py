@@ -27,10 +27,18 @@ class TextEmbeddings:
     uncond: torch.Tensor
     pooled_cond: torch.Tensor | None = None
     pooled_uncond: torch.Tensor | None = None
+    # The same prompt without DreamFusion's view suffix (None: these embeddings have none). The VSD
+    # references give it to the LoRA model (threestudio stable_diffusion_vsd_guidance.py).
+    view_independent: "TextEmbeddings | None" = None
 
     def __getitem__(self, index) -> "TextEmbeddings":
         pick = lambda x: None if x is None else x[index]  # noqa: E731
-        return TextEmbeddings(self.cond[index], self.uncond[index], pick(self.pooled_cond), pick(self.pooled_uncond))
+        return TextEmbeddings(self.cond[index], self.uncond[index], pick(self.pooled_cond), pick(self.pooled_uncond),
+                              pick(self.view_independent))
+
+    def plain(self) -> "TextEmbeddings":
+        """The embeddings of the prompt without its view suffix."""
+        return self.view_independent if self.view_independent is not None else self
 
 
 class DiffusionPrior(nn.Module):
@@ -38,15 +46,18 @@ class DiffusionPrior(nn.Module):
 
     Subclasses implement the format-specific parts (`_encode_text`, `_added_conditions`).
     The UNet can carry a peft LoRA adapter (the source model of APFO / VSD's eps_lora); with
-    `use_lora=False` it is switched off, so one UNet serves as both denoisers.
+    `use_lora=False` it is switched off, so one UNet serves as both denoisers (the single-model
+    source). `with_unet` makes a prior sharing everything but the UNet (the two-model source).
     """
 
-    def __init__(self, pipe, config: PriorConfig, device: torch.device, dtype: torch.dtype, model_key: str):
+    def __init__(self, pipe, config: PriorConfig, device: torch.device, dtype: torch.dtype, model_key: str,
+                 unet: nn.Module | None = None, scheduler=None):
         super().__init__()
         self.config = config
         self.device_ = device
         self.dtype = dtype
-        self.unet = pipe.unet.to(device).eval().requires_grad_(False)
+        self.model_key = model_key
+        self.unet = (unet if unet is not None else pipe.unet).to(device).eval().requires_grad_(False)
         if dtype != torch.float32:
             self.unet.to(dtype)
         # The VAE stays in fp32: SDXL's VAE overflows in fp16 (threestudio #296).
@@ -59,7 +70,7 @@ class DiffusionPrior(nn.Module):
             if encoder is not None:
                 encoder.to(device, dtype).eval().requires_grad_(False)
         self.pipe = pipe
-        scheduler = pipe.scheduler
+        self.scheduler = scheduler = scheduler if scheduler is not None else pipe.scheduler
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
         self.prediction_type = scheduler.config.prediction_type
         self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.to(device, torch.float32), persistent=False)
@@ -72,13 +83,23 @@ class DiffusionPrior(nn.Module):
         self._tables: dict[tuple[str, ...], dict[str, torch.Tensor]] = {}  # texts -> stacked embeddings on the device
         self._time_ids: dict[tuple, torch.Tensor] = {}  # SDXL time ids per (height, width, branch)
 
+    def with_unet(self, unet: nn.Module, scheduler) -> "DiffusionPrior":
+        """A prior sharing this one's VAE, text encoders and embedding cache, with its own UNet and
+        noise schedule: the two-model source (its LoRA never touches this prior's UNet)."""
+        return type(self)(self.pipe, self.config, self.device_, self.dtype, self.model_key, unet, scheduler)
+
     # -- images and latents ------------------------------------------------------------------
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Images [B,3,H,W] in [0,1] -> scaled latents (differentiable, posterior mean)."""
+    def encode_images(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images [B,3,H,W] in [0,1] -> scaled latents (differentiable): a posterior draw with
+        `generator` (the run's seeded device generator), or the mean (`prior.vae_encode`)."""
         size = self.config.encode_resolution
         if size is not None and images.shape[-2:] != (size, size):
             images = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False)
-        latents = self.vae.encode(images.float() * 2 - 1).latent_dist.mean
+        posterior = self.vae.encode(images.float() * 2 - 1).latent_dist
+        latents = posterior.mean
+        if self.config.vae_encode == "sample":  # posterior.sample(), drawn on the latents' device
+            latents = latents + posterior.std * torch.randn(latents.shape, generator=generator, device=latents.device,
+                                                            dtype=latents.dtype)
         return latents * self.vae_scale
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
@@ -146,16 +167,18 @@ class DiffusionPrior(nn.Module):
 
         Every suffix's embedding is made once and kept on the device; each camera's is picked there
         (`view_direction_index`), so a training step neither reads its cameras back nor copies text.
+        With suffixes, the prompt's own embeddings come along as `view_independent`.
         """
-        if cameras is not None and self.config.view_dependent_prompting:
-            table = self._embedding_table(tuple(f"{prompt}, {suffix}" for suffix in VIEW_SUFFIXES))
-            index = view_direction_index(cameras).to(self.device_)
-            pick = lambda key: table[key].index_select(0, index) if key in table else None  # noqa: E731
-        else:
-            table = self._embedding_table((prompt,))
-            count = len(cameras) if cameras is not None else batch_size
-            pick = lambda key: table[key].expand(count, *table[key].shape[1:]) if key in table else None  # noqa: E731
-        return TextEmbeddings(pick("cond"), pick("uncond"), pick("pooled_cond"), pick("pooled_uncond"))
+        count = len(cameras) if cameras is not None else batch_size
+        plain = self._embedding_table((prompt,))
+        pick_plain = lambda key: plain[key].expand(count, *plain[key].shape[1:]) if key in plain else None  # noqa: E731
+        without_suffix = TextEmbeddings(*(pick_plain(key) for key in ("cond", "uncond", "pooled_cond", "pooled_uncond")))
+        if cameras is None or not self.config.view_dependent_prompting:
+            return without_suffix
+        table = self._embedding_table(tuple(f"{prompt}, {suffix}" for suffix in VIEW_SUFFIXES))
+        index = view_direction_index(cameras).to(self.device_)
+        pick = lambda key: table[key].index_select(0, index) if key in table else None  # noqa: E731
+        return TextEmbeddings(pick("cond"), pick("uncond"), pick("pooled_cond"), pick("pooled_uncond"), without_suffix)
 
     # -- noise prediction --------------------------------------------------------------------
     @contextlib.contextmanager
@@ -189,15 +212,20 @@ class DiffusionPrior(nn.Module):
         for layer in self._lora_layers:
             layer._disable_adapters = not enabled
 
-    def predict_eps(self, x_t: torch.Tensor, index: torch.Tensor, text: TextEmbeddings, uncond: bool = False,
-                    use_lora: bool = False, camera: torch.Tensor | None = None) -> torch.Tensor:
-        """Epsilon prediction of the pretrained (or LoRA) model for one branch (cond or uncond)."""
+    def predict_output(self, x_t: torch.Tensor, index: torch.Tensor, text: TextEmbeddings, uncond: bool = False,
+                       use_lora: bool = False, camera: torch.Tensor | None = None) -> torch.Tensor:
+        """The UNet's own output (epsilon or v, its scheduler's prediction_type) for one branch, fp32."""
         height, width = (x_t.shape[-2] * self.downsample, x_t.shape[-1] * self.downsample)
         states = text.uncond if uncond else text.cond
         added = self._added_conditions(text, height, width, uncond)
         with self._lora(use_lora, camera) as extra:
-            output = self.unet(x_t.to(self.dtype), index, states, added_cond_kwargs=added, **extra).sample
-        return self.model_output_to_eps(output.float(), x_t.float(), index)
+            return self.unet(x_t.to(self.dtype), index, states, added_cond_kwargs=added, **extra).sample.float()
+
+    def predict_eps(self, x_t: torch.Tensor, index: torch.Tensor, text: TextEmbeddings, uncond: bool = False,
+                    use_lora: bool = False, camera: torch.Tensor | None = None) -> torch.Tensor:
+        """Epsilon prediction of the pretrained (or LoRA) model for one branch (cond or uncond)."""
+        output = self.predict_output(x_t, index, text, uncond, use_lora, camera)
+        return self.model_output_to_eps(output, x_t.float(), index)
 
     def predict_eps_cfg(self, x_t: torch.Tensor, index: torch.Tensor, text: TextEmbeddings,
                         guidance_scale: float) -> torch.Tensor:
@@ -221,10 +249,16 @@ class DiffusionPrior(nn.Module):
 
     # -- LoRA source model -------------------------------------------------------------------
     def add_lora(self, config: LoRAConfig) -> list[nn.Parameter]:
-        """Attach a trainable peft LoRA adapter (and a camera embedding); returns its parameters."""
+        """Attach a trainable peft LoRA adapter (and a camera embedding); returns its parameters.
+
+        Draws its initial weights from the global torch RNG (the trainer seeds it first).
+        """
         from peft import LoraConfig  # local import: peft is only needed for APFO / VSD
 
-        lora = LoraConfig(r=config.rank, lora_alpha=config.alpha or config.rank, init_lora_weights=True,
+        # peft's "gaussian" is diffusers' LoRALinearLayer initialisation (A ~ N(0, 1/rank), B = 0); True
+        # is its default Kaiming-uniform A.
+        init = "gaussian" if config.init == "gaussian" else True
+        lora = LoraConfig(r=config.rank, lora_alpha=config.alpha or config.rank, init_lora_weights=init,
                           target_modules=list(config.target_modules))
         from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -242,8 +276,9 @@ class DiffusionPrior(nn.Module):
             # Kept in fp32 on an fp16 UNet (threestudio does the same): AdamW's eps (1e-8) is 0 in fp16,
             # so an fp16 module's first update divides 0 by 0 and every later source step is NaN.
             self.camera_embedding = TimestepEmbedding(16, time_embed_dim).to(self.device_, torch.float32)
-            nn.init.zeros_(self.camera_embedding.linear_2.weight)  # starts as the pretrained model
-            nn.init.zeros_(self.camera_embedding.linear_2.bias)
+            if config.camera_init == "zero":  # the source model starts as the pretrained one
+                nn.init.zeros_(self.camera_embedding.linear_2.weight)
+                nn.init.zeros_(self.camera_embedding.linear_2.bias)
             params += list(self.camera_embedding.parameters())
         return params
 

@@ -112,6 +112,41 @@ def load_prior(config: PriorConfig, device: str | torch.device = "auto") -> Diff
     return prior_cls(pipe, config, device, dtype, model_key=key)
 
 
+def load_source_prior(prior: DiffusionPrior, pretrained: str) -> DiffusionPrior:
+    """The two-model source: `prior` with a separate UNet (and its noise schedule and prediction type)
+    loaded from `pretrained` (a hub id or local diffusers folder), or a copy of `prior`'s own UNet
+    for `pretrained: prior`. The VAE and text encoders stay shared, as threestudio shares the VAE."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    if pretrained == "prior":
+        if prior.has_lora:
+            raise RuntimeError("copy the prior's UNet before a LoRA is attached to it")
+        unet, scheduler = copy_unet(prior.unet), prior.scheduler
+    elif prior.config.architecture_only:
+        from dreamflow.priors.architecture import build_unet_only
+
+        unet, scheduler = build_unet_only(pretrained)
+    else:
+        _read_model_index(pretrained, None)  # a missing model is a ModelNotFoundError saying how to fetch it
+        local = not _downloads_allowed()
+        unet = UNet2DConditionModel.from_pretrained(pretrained, subfolder="unet", local_files_only=local)
+        scheduler = DDPMScheduler.from_pretrained(pretrained, subfolder="scheduler", local_files_only=local)
+    source = prior.with_unet(unet, scheduler)
+    if not torch.allclose(source.alphas_cumprod, prior.alphas_cumprod, atol=1e-6):
+        raise ValueError(f"the source model '{pretrained}' has another noise schedule than the prior "
+                         f"'{prior.config.pretrained}': both must noise the renders alike")
+    return source
+
+
+def copy_unet(unet):
+    """A copy of `unet` made where its weights are, in their dtype (built on the meta device, then
+    given clones of the weights: no host copy of a GPU model, no fp32 detour)."""
+    with torch.device("meta"):
+        twin = type(unet).from_config(unet.config)
+    twin.load_state_dict({name: value.detach().clone() for name, value in unet.state_dict().items()}, assign=True)
+    return twin
+
+
 def _fingerprint(config: PriorConfig) -> str:
     """Identifies the text encoder weights, so a retrained local model never reuses stale embeddings."""
     import hashlib

@@ -55,7 +55,7 @@ class StageSpec:
         return getattr(config, self.prior_block)
 
     def guidance_config(self, config: RunConfig) -> GuidanceConfig:
-        """The guidance block with this stage's timestep range and CFG scale applied."""
+        """The guidance block with this stage's per-method changes applied to each method's recipe."""
         return config.guidance_for(self.stage_config(config))
 
     def shading_config(self, config: RunConfig) -> ShadingConfig:

@@ -183,7 +183,7 @@ class StageTrainer:
             raise NonFiniteError(
                 f"{self.stage}: non-finite loss or parameters at step {step} for prompt {self.prompt!r}; "
                 f"stopped. The last good checkpoint ({self.checkpoint_path}, step {last if self.checkpoint_path.exists() else 'none'}) "
-                "is kept. Lower the learning rate or guidance scale, or set guidance.grad_clip.", step)
+                f"is kept. Lower the learning rate or guidance scale, or set guidance.{self.config.guidance.method}.grad_clip.", step)
         return values
 
     def train_step(self) -> dict[str, float | torch.Tensor]:
@@ -196,7 +196,7 @@ class StageTrainer:
         output = self.model.render(cameras, c.resolution * c.supersample, shading, self.device_generator)
         output = box_downsample(output, c.supersample)
         images = output.rgb.permute(0, 3, 1, 2)
-        latents = self.prior.encode_images(images)
+        latents = self.prior.encode_images(images, self.device_generator)  # a seeded posterior draw
         text = self.prior.text_embeddings(self.prompt, cameras)
         guided = self.guidance(latents, text, cameras.conditioning(), self.step)
         regularisers = self.model.regularisers(c, output)
@@ -255,7 +255,7 @@ class StageTrainer:
         iterations = self.stage_config.iterations
         start_time = time.time()
         progress = tqdm(range(resumed, iterations), initial=resumed, total=iterations,
-                        desc=f"{self.stage} {self.guidance.config.method} {self.prompt[:40]!r}",
+                        desc=f"{self.stage} {self.guidance.name} {self.prompt[:40]!r}",
                         disable=os.environ.get("DREAMFLOW_NO_PROGRESS") == "1")
         if self.callback is not None and resumed == 0:
             self.callback(0, self.model, 0.0)  # the untrained model (quality curves score it)

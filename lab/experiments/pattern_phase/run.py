@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--prompts", nargs="+", default=list(PROMPTS))
     parser.add_argument("--stage", choices=["stage2", "stage3"], default="stage2",
                         help="stage2: the base prior at 64 px; stage3: the refiner at 128 px")
-    parser.add_argument("--strength", type=float, default=None, help="img2img strength (default: the stage's t_max)")
+X
     parser.add_argument("--seeds", type=int, default=4, help="draws per view")
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--faint", nargs="*", type=float, default=[],
@@ -88,7 +88,7 @@ def main() -> None:
         parser.error(f"--seeds {args.seeds}: needs at least 2 draws per view (their agreement is measured in pairs)")
     config = load_config(args.config)
     stage = getattr(config, args.stage)
-    resolution, strength = stage.resolution, args.strength or stage.t_max
+    resolution, strength = stage.resolution, args.strength or config.guidance_for(stage).apfo.t_max
     from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline
 
     prior = config.prior if args.stage == "stage2" else config.refiner_prior
