@@ -46,6 +46,7 @@ class APFOGuidance(Guidance):
         self.grid_index = self.prior.timestep_index(self.grid)
         self.grid_sigma = self.prior.noise_to_signal(self.grid_index)
         self.mean_d_sigma = float(self.grid_sigma[0] - self.grid_sigma[-1]) / (self.grid.shape[0] - 1)  # constant
+        self.grid_values = self.grid.tolist()  # t_i for the log, on the host (never a device read per step)
 
     def position(self, step: int) -> int:
         """i such that optimisation `step` runs at t_i (and steps towards t_{i+1})."""
@@ -69,7 +70,7 @@ class APFOGuidance(Guidance):
             d_sigma = (self.grid_sigma[i] - self.grid_sigma[i + 1]).expand(batch).view(-1, 1, 1, 1)
             weight = d_sigma if self.config.apfo_weighting == "dsigma" else torch.full_like(d_sigma, self.mean_d_sigma)
             update = self.config.step_scale * weight * (eps_pre - eps_src)
-        return self.clip(update), {"t": float(self.grid[i]), "t_next": float(self.grid[i + 1]),
+        return self.clip(update), {"t": self.grid_values[i], "t_next": self.grid_values[i + 1],
                                    "d_sigma": d_sigma.mean(), "weight": weight.mean()}
 
     def __call__(self, latents: torch.Tensor, text: TextEmbeddings, camera: torch.Tensor, step: int) -> GuidanceOutput:
