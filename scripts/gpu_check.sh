@@ -12,12 +12,12 @@
 #   bash scripts/gpu_check.sh --preflight --out DIR            # <= 10 s: GPU, driver, torch, CUDA, build tools, extensions
 #   bash scripts/gpu_check.sh --prepare-wheels DIR             # with the package index: wheels of requirements/gpu-check.txt
 #   bash scripts/gpu_check.sh --out DIR [--wheelhouse DIR] [--site DIR] [--budget-s S] [--row-timeout-s S]
-#                             [--skip-tests] [--remeasure] [--stages stage1 ...] [--methods apfo ...]
+#                             [--tests all|parity|none] [--remeasure] [--stages stage1 ...] [--methods apfo ...]
 #   bash scripts/gpu_check.sh --dry-run --out DIR              # this CPU: every step at toy size, nothing installed
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
-mode=run out="" wheelhouse="" site="$repo/.gpu/site" budget=480 budget_given=0 row_timeout=300 skip_tests=0 extra=()
+mode=run out="" wheelhouse="" site="$repo/.gpu/site" budget=480 budget_given=0 row_timeout=300 tests=all extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --preflight) mode=preflight; shift ;;
@@ -28,7 +28,8 @@ while [ $# -gt 0 ]; do
     --site) site="${2:?--site needs a folder}"; shift 2 ;;
     --budget-s) budget="${2:?}" budget_given=1; shift 2 ;;
     --row-timeout-s) row_timeout="${2:?}"; shift 2 ;;
-    --skip-tests) skip_tests=1; shift ;;
+    --tests) tests="${2:?--tests all|parity|none}"; shift 2 ;;
+    --skip-tests) tests=none; shift ;;
     --remeasure) extra+=(--remeasure); shift ;;
     --stages|--methods) extra+=("$1"); shift; while [ $# -gt 0 ] && [[ "$1" != --* ]]; do extra+=("$1"); shift; done ;;
     -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
@@ -153,13 +154,13 @@ preflight || echo "preflight: failed (see above)"
 [ "$mode" = preflight ] && exit 0
 
 if [ "$mode" = dry ]; then
-  config=config/toy.yaml copy_to=() tests=(tests/test_hashgrid.py tests/test_rasterize.py) min_row=0
+  config=config/toy.yaml copy_to=() min_row=0
+  [ "$tests" = all ] && tests=parity  # the device tests are the default run's; here, the CPU is shared
   report_args=(--steps 1 --warmup 1 --set device=cpu --set stage3.resolution=64)
   [ "$budget_given" = 1 ] || budget=1800
   export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # a shared CPU: one thread per process
 else
   config=config/paper.yaml copy_to=(--copy-to "$repo/docs/results/gpu_check.md") min_row=45
-  tests=(tests/test_hashgrid.py tests/test_rasterize.py tests/test_devices.py)
   report_args=(--architecture-only)
   if [ -n "$wheelhouse" ]; then
     step "install $wheelhouse into $site (--no-index --no-deps --target; nothing else changes)"
@@ -172,9 +173,11 @@ step "CUDA extensions (a missing one is not fatal: the torch back-end set is mea
 "$python" -c 'from dreamflow.device import cuda_extension_problem as p
 for m in ("tinycudann", "nvdiffrast.torch"): print("  " + m + ": " + (p(m) or "imports"))'
 
-if [ "$skip_tests" = 0 ]; then
-  step "parity (tinycudann vs the torch hash grid, nvdiffrast vs the torch rasteriser) and device tests -> tests.log"
-  timeout 240 "$python" -m pytest -q -p no:cacheprovider -n 0 -rs "${tests[@]}" >> "$out/tests.log" 2>&1
+test_files=(tests/test_hashgrid.py tests/test_rasterize.py)  # parity: tinycudann and nvdiffrast vs the torch back ends
+[ "$tests" = all ] && test_files+=(tests/test_devices.py)    # the simulated device, the sync counts
+if [ "$tests" != none ]; then
+  step "tests ($tests) -> tests.log"
+  timeout 300 "$python" -m pytest -q -p no:cacheprovider -n 0 -rs "${test_files[@]}" >> "$out/tests.log" 2>&1
   echo "  pytest exit $? ($(grep -E '[0-9]+ (passed|failed)' "$out/tests.log" | tail -n 1))"
 fi
 

@@ -51,7 +51,7 @@ def test_rows_are_kept_as_they_finish_and_failures_do_not_stop_the_run(tmp_path)
     def report(skipped):
         reports.append(len(load_rows([out / "rows.jsonl"])))
 
-    runner = RowRunner(out, [], budget_s=None, row_timeout_s=3, on_row=report, command=[sys.executable, str(worker)])
+    runner = RowRunner(out, [], budget_s=None, row_timeout_s=2, on_row=report, command=[sys.executable, str(worker)])
     rows = planned_rows(["stage1", "stage2", "stage3"], ["sds", "apfo"], ["cuda", "torch"])
     assert rows[:6] == [(s, "apfo", b) for s in ("stage1", "stage2", "stage3") for b in ("cuda", "torch")]
     begin = time.monotonic()
@@ -90,3 +90,22 @@ def test_report_merges_windows_keeping_the_latest_success(tmp_path):
     assert "| stage2  | apfo     | cuda       | ok" in text and "2.00x" in text
     assert "stage1, CUDA back ends, within 1.5x of the floor: met (worst method 1.20x)" in text
     assert "stage2, CUDA back ends, within 1.5x of the floor: missed (worst method 2.00x)" in text
+
+
+def test_preflight_reports_what_the_builds_need_within_ten_seconds(tmp_path):
+    """`gpu_check.sh --preflight` (also the first step of a run): printed and saved as preflight.json."""
+    import subprocess
+
+    from .conftest import ROOT
+
+    begin = time.monotonic()
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--preflight", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    seconds = time.monotonic() - begin
+    assert done.returncode == 0, done.stdout[-2000:]
+    facts = json.loads((tmp_path / "preflight.json").read_text())
+    for key in ("gpu", "torch", "torch_cuda", "setuptools", "ninja", "nvcc", "nvrtc.h", "libnvrtc", "libcuda",
+                "tinycudann", "nvdiffrast.torch", "packages"):
+        assert key in facts and f"{key}: " in done.stdout, key
+    assert facts["tinycudann"] == "torch sees no CUDA device"  # this CPU machine
+    assert seconds < 10 and "preflight" in (tmp_path / "gpu_check.log").read_text()
