@@ -208,6 +208,7 @@ class SimulatedCuda(TorchFunctionMode):
 
     def _count(self, func, args, kwargs) -> None:
         """Record a synchronisation or a blocking host-to-device copy, while counting."""
+        func = getattr(func, "__wrapped__", func)  # Tensor.tolist / .numpy while `host_reads` wraps them
         name = getattr(func, "__qualname__", getattr(func, "__name__", str(func)))
         first = args[0] if args else None
         on_cuda = self._on_cuda(first)
@@ -359,14 +360,21 @@ class AtenSyncCount(TorchDispatchMode):
         through the torch-function mode instead; the wrapped method is found before that mode runs)."""
         originals = {name: vars(torch.Tensor).get(name) for name in ("tolist", "numpy")}
 
+        depth = [0]  # torch's own handling calls the wrapped method again: count the outermost call
+
         def wrap(name):
             method = getattr(torch._C.TensorBase, name)
 
             def read(tensor, *args, **kwargs):
-                if STORAGES.holds(tensor):
+                if depth[0] == 0 and STORAGES.holds(tensor):
                     self.syncs.append(Violation(f"Tensor.{name} reads a CUDA value", _dreamflow_frames()))
-                return method(tensor, *args, **kwargs)
+                depth[0] += 1
+                try:
+                    return method(tensor, *args, **kwargs)
+                finally:
+                    depth[0] -= 1
 
+            read.__wrapped__ = method  # what the torch-function mode then receives, unwrapped in `_count`
             return read
 
         for name in originals:

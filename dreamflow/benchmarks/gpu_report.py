@@ -160,7 +160,7 @@ class RowRunner:
         with open(self.out_dir / "rows.log", "a") as log:
             log.write(f"\n===== {label} ({time.strftime('%H:%M:%S')}): {' '.join(command)}\n")
             log.flush()
-            # Its own process group (not a new session): a timeout kills the worker and its children;
+            # Its own process group (not setsid): a timeout kills the worker and its children;
             # and it dies with this process, however this one ends.
             process = self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True,
                                                        process_group=0, preexec_fn=_die_with_parent)
