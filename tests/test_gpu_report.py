@@ -72,24 +72,30 @@ def test_rows_are_kept_as_they_finish_and_failures_do_not_stop_the_run(tmp_path)
 
 def test_report_merges_windows_keeping_the_latest_success(tmp_path):
     first = [{"stage": "stage1", "method": "apfo", "backends": "cuda", "status": "ok", "s_per_it": 0.30,
-              "floor_s_per_it": 0.25, "over_floor": 1.2, "window": "w1", "device": "GPU"},
+              "floor_s_per_it": 0.25, "over_floor": 1.2, "window": "w1", "device": "GPU", "backend": "hash_grid=tcnn"},
              {"stage": "stage2", "method": "apfo", "backends": "cuda", "status": "timeout", "error": "killed",
               "window": "w1"}]
     second = [{"stage": "stage2", "method": "apfo", "backends": "cuda", "status": "ok", "s_per_it": 0.70,
-               "floor_s_per_it": 0.35, "over_floor": 2.0, "window": "w2", "device": "GPU"},
+               "floor_s_per_it": 0.35, "over_floor": 2.0, "window": "w2", "device": "GPU",
+               "backend": "rasterizer=nvdiffrast, hash_grid=tcnn"},
+              {"stage": "stage3", "method": "apfo", "backends": "cuda", "status": "ok", "s_per_it": 0.9,
+               "floor_s_per_it": 0.8, "over_floor": 1.1, "window": "w2", "device": "GPU",
+               "backend": "rasterizer=torch, hash_grid=torch"},  # the extensions did not build
               {"stage": "stage1", "method": "apfo", "backends": "cuda", "status": "failed", "error": "x",
                "window": "w2"}]
     for name, rows in (("a.jsonl", first), ("b.jsonl", second)):
         (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"torn line')
     rows = load_rows([tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "missing.jsonl"])
     table = merged(rows)
-    assert list(zip(table["stage"], table["status"], table["window"])) == [("stage1", "ok", "w1"), ("stage2", "ok", "w2")]
+    assert list(zip(table["stage"], table["status"], table["window"])) == [
+        ("stage1", "ok", "w1"), ("stage2", "ok", "w2"), ("stage3", "ok", "w2")]
     out = tmp_path / "gpu_check.md"
     write_report(rows, [], out, "config/paper.yaml", "bash scripts/gpu_check.sh", (5000, 3000, 2000), {"gpu": "GPU"})
     text = out.read_text()
     assert "| stage2  | apfo     | cuda       | ok" in text and "2.00x" in text
     assert "stage1, CUDA back ends, within 1.5x of the floor: met (worst method 1.20x)" in text
     assert "stage2, CUDA back ends, within 1.5x of the floor: missed (worst method 2.00x)" in text
+    assert "stage3, CUDA back ends, within 1.5x of the floor: not measured with nvdiffrast" in text
 
 
 def test_preflight_reports_what_the_builds_need_within_ten_seconds(tmp_path):

@@ -310,14 +310,17 @@ def _goals(table: pd.DataFrame, recipes: pd.DataFrame) -> list[str]:
     lines = ["## Goals", ""]
     ok = table[(table.get("status") == "ok") & (table.get("backends") == "cuda")] if len(table) else table
     for stage in STAGE_NAMES:
-        ratios = ok[ok["stage"] == stage]["over_floor"] if len(ok) else []
-        worst = max(ratios) if len(ratios) else None
+        rows = ok[ok["stage"] == stage] if len(ok) else ok
+        # Only rows where the extensions ran count (a failed build leaves the torch back ends in the cuda set).
+        extension = "hash_grid=tcnn" if stage == "stage1" else "rasterizer=nvdiffrast"
+        ratios = [r for r, b in zip(rows.get("over_floor", []), rows.get("backend", [])) if extension in str(b)]
+        worst = max(ratios) if ratios else None
         lines.append(f"* {stage}, CUDA back ends, within {FLOOR_GOAL}x of the floor: "
-                     + ("not measured" if worst is None else f"{'met' if worst <= FLOOR_GOAL else 'missed'} "
-                        f"(worst method {worst:.2f}x)"))
+                     + (f"not measured with {extension.split('=')[1]}" if worst is None else
+                        f"{'met' if worst <= FLOOR_GOAL else 'missed'} (worst method {worst:.2f}x)"))
     dreamflow = recipes[(recipes["recipe"] == "dreamflow") & (recipes["backends"] == "cuda")] if len(recipes) else []
     total = float(dreamflow["total_min"].iloc[0]) if len(dreamflow) else float("nan")
-    lines.append(f"* DreamFlow's recipe under {RECIPE_GOAL_MIN:.0f} min per asset (CUDA back ends): "
+    lines.append(f"* DreamFlow's recipe under {RECIPE_GOAL_MIN:.0f} min per asset (the cuda back-end set): "
                  + ("not measured" if total != total else f"{'met' if total < RECIPE_GOAL_MIN else 'missed'} "
                     f"({total:.1f} min)"))
     return lines + [""]
