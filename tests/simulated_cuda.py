@@ -8,7 +8,7 @@ tensors are allowed there), and every `.numpy()` of a CUDA tensor, is recorded w
 dreamflow frames that called it. The CUDA extensions are never chosen (`DREAMFLOW_TORCH_BACKENDS=1`):
 they could not take these CPU tensors.
 
-While `counting()`, it records what would make the host wait for the GPU, twice, independently:
+Within `counting_syncs()`, it records what would make the host wait for the GPU, twice, independently:
 * `syncs`, at the Python API (a TorchFunctionMode): reading a CUDA tensor's value (`.item()`,
   `float()`, `int()`, `bool()`, `.tolist()`, `.numpy()`, a blocking copy to the CPU), functions whose
   output size depends on the data (`nonzero`, boolean-mask indexing and assignment,
