@@ -4,23 +4,40 @@
 #
 #   bash scripts/install_gpu_extensions.sh                      # build from upstream sources (needs internet)
 #   bash scripts/install_gpu_extensions.sh --wheels-to DIR      # build wheels into DIR (login node), no install
-#   bash scripts/install_gpu_extensions.sh --wheelhouse DIR     # install from wheels in DIR (offline compute node),
-#                                                               # building only what DIR lacks
+#   bash scripts/install_gpu_extensions.sh --wheelhouse DIR [--target SITE]
+#                                                               # offline: install the wheels in DIR, nothing else;
+#                                                               # one missing is skipped (its torch fallback runs)
 #
 # Clusters whose compute nodes have no internet: build the wheels once on a login or build node
 # (`--wheels-to`), copy DIR to shared storage, install with `--wheelhouse DIR` on the nodes. A node
 # without a GPU needs the target architectures: TCNN_CUDA_ARCHITECTURES="80;90" (A100, H100);
-# TORCH_CUDA_ARCH_LIST (nvdiffrast, torch's builder) is derived from it when unset.
+# TORCH_CUDA_ARCH_LIST (nvdiffrast, torch's builder) is derived from it when unset. A machine with
+# neither network nor wheels: docs/guides/gpu.md (the lent-GPU plan builds them from carried sources).
 set -euo pipefail
-wheelhouse="" wheels_to=""
+wheelhouse="" wheels_to="" target=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --wheelhouse) wheelhouse="$2"; shift 2 ;;
     --wheels-to) wheels_to="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --target) target=(--target "$2"); shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (use --wheelhouse DIR or --wheels-to DIR)" >&2; exit 2 ;;
   esac
 done
+if [ -n "$wheelhouse" ]; then  # offline: never fall back to a build from the network
+  for package in tinycudann nvdiffrast; do
+    if ls "$wheelhouse"/"$package"-*.whl >/dev/null 2>&1; then
+      echo "$package: installing from $wheelhouse"
+      pip install --no-index --no-deps --no-compile "${target[@]}" "$wheelhouse"/"$package"-*.whl \
+        || echo "$package: install failed; the pure-PyTorch back end will be used"
+    else
+      echo "$package: no wheel in $wheelhouse; skipped (the pure-PyTorch back end will be used)"
+    fi
+  done
+  python -c 'from dreamflow.device import cuda_extension_problem as p
+for m in ("tinycudann", "nvdiffrast.torch"): print(m + ": " + (p(m) or "imports"))' || true
+  exit 0
+fi
 TCNN_SOURCE="git+https://github.com/NVlabs/tiny-cuda-nn/#subdirectory=bindings/torch"
 NVDIFFRAST_SOURCE="git+https://github.com/NVlabs/nvdiffrast"
 
@@ -39,10 +56,7 @@ if version.group(1) != torch.version.cuda.split(".")[0]:
 print(f"torch {torch.__version__} (CUDA {torch.version.cuda}), nvcc {version.group(1)}.{version.group(2)}: ok")
 PY
 
-needs_build() {  # a package is built unless the wheelhouse has its wheel
-  [ -z "$wheelhouse" ] || ! ls "$wheelhouse"/"$1"-*.whl >/dev/null 2>&1
-}
-if { needs_build tinycudann || needs_build nvdiffrast; } && [ -z "${TCNN_CUDA_ARCHITECTURES:-}" ]; then
+if [ -z "${TCNN_CUDA_ARCHITECTURES:-}" ]; then
   if command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1; then
     TCNN_CUDA_ARCHITECTURES=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d '.')
   else
@@ -65,15 +79,9 @@ if [ -n "$wheels_to" ]; then
   echo "wheels in $wheels_to: install them with  bash scripts/install_gpu_extensions.sh --wheelhouse $wheels_to"
   exit 0
 fi
-for package in tinycudann nvdiffrast; do
-  if needs_build "$package"; then
-    source=$([ "$package" = tinycudann ] && echo "$TCNN_SOURCE" || echo "$NVDIFFRAST_SOURCE")
-    echo "$package: building from $source"
-    pip install --no-build-isolation "$source"
-  else
-    echo "$package: installing from $wheelhouse"
-    pip install --no-index --no-deps --find-links "$wheelhouse" "$package"
-  fi
+for source in "$TCNN_SOURCE" "$NVDIFFRAST_SOURCE"; do
+  echo "building and installing $source"
+  pip install --no-build-isolation "${target[@]}" "$source"
 done
 python - <<'PY'
 from dreamflow.geometry.hashgrid import tcnn_available

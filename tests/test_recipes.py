@@ -49,10 +49,10 @@ def test_misplaced_keys_are_errors_that_say_where_they_belong(override, fragment
     assert all(fragment in str(error.value) for fragment in fragments), str(error.value)
 
 
-def test_apfo_only_keys_are_read_in_apfos_block_with_a_warning():
-    with pytest.warns(FutureWarning, match="'guidance.num_timesteps' is now 'guidance.apfo.num_timesteps'"):
-        config = load_config("config/toy.yaml", {"guidance.num_timesteps": 3})
-    assert config.guidance.apfo.num_timesteps == 3
+def test_apfo_only_keys_at_the_guidance_level_are_errors_naming_apfos_block():
+    with pytest.raises(ConfigError, match="'guidance.num_timesteps' is no longer read here: APFO's own: "
+                                          "guidance.apfo.num_timesteps"):
+        load_config("config/toy.yaml", {"guidance.num_timesteps": 3})
 
 
 def blocks_of(cls) -> set:

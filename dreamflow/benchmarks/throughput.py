@@ -5,7 +5,7 @@ The floor is what the method itself costs: the same iteration with random images
 3D model's renders (VAE encode with gradients, the method's UNet calls and its LoRA step, the
 backward to the images). Everything above it is the 3D model, its renderer and their back ends.
 On CUDA, synchronisations are counted with torch's sync debug mode (every op that makes the host
-wait warns once), per iteration.
+wait warns once), per iteration, with the lines that cause them (`sync_sites`).
 
 Each (stage, method) is measured in its own process so that peak memory (RSS, and CUDA's
 `max_memory_allocated` on a GPU) belongs to that measurement alone. Stages 2-3 are timed on an
@@ -85,8 +85,15 @@ def floor_step(trainer) -> None:
 
 def count_syncs(step, device: torch.device, repeats: int) -> float:
     """Host-device synchronisations per call of `step` (CUDA: torch's sync debug mode; NaN elsewhere)."""
+    return sync_sites(step, device, repeats)[0]
+
+
+def sync_sites(step, device: torch.device, repeats: int) -> tuple[float, dict[str, float]]:
+    """Synchronisations per call of `step` and where they happen ("file:line" of the Python code that
+    called the synchronising op, per call), with torch's sync debug mode, which warns at every
+    blocking device-to-host copy, stream or device synchronisation. NaN and {} off CUDA."""
     if device.type != "cuda":
-        return float("nan")
+        return float("nan"), {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
@@ -95,7 +102,12 @@ def count_syncs(step, device: torch.device, repeats: int) -> float:
                 step()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught) / repeats
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    sites: dict[str, float] = {}
+    for w in syncs:
+        site = f"{w.filename.split('dreamflow/')[-1]}:{w.lineno}"
+        sites[site] = sites.get(site, 0.0) + 1 / repeats
+    return len(syncs) / repeats, sites
 
 
 def _timed(step, steps: int, device: torch.device) -> float:

@@ -7,7 +7,6 @@ import copy
 import dataclasses
 import types
 import typing
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +38,14 @@ MOVED: dict[type, dict[str, str]] = {
         "anneal_fraction": "guidance.sds.anneal_fraction and guidance.vsd.anneal_fraction",
         "anneal_t_max": "guidance.sds.anneal_t_max and guidance.vsd.anneal_t_max",
         "lora": "guidance.apfo.lora (APFO's source model) and guidance.vsd.lora (VSD's)",
+        **{key: f"APFO's own: guidance.apfo.{key}" for key in ("schedule", "num_timesteps", "steps_per_timestep",
+                                                              "step_scale", "apfo_weighting", "source_timesteps")},
     },
     StageConfig: {key: f"a stage's {key} is per method: stageN.guidance.<method>.{key} (apfo, sds, vsd)"
                   for key in ("t_max", "t_min", "guidance_scale")},
     LoRAConfig: {"text_dropout": "the references drop the camera, not the text, in the LoRA's training "
                                  "steps: lora.camera_dropout"},
 }
-# Keys that belonged to APFO alone: still read there, with a warning naming their place.
-FORWARDED = {GuidanceConfig: {key: "apfo" for key in ("schedule", "num_timesteps", "steps_per_timestep",
-                                                      "step_scale", "apfo_weighting", "source_timesteps")}}
 
 
 def _table(table: dict[type, dict], cls: type) -> dict:
@@ -113,11 +111,6 @@ def from_dict(cls: type, data: dict, path: str = "", base: Any = None) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     data = dict(data)
-    for key, method in _table(FORWARDED, cls).items():
-        if key in data:
-            warnings.warn(f"config key '{_join(path, key)}' is now '{_join(path, f'{method}.{key}')}'; "
-                          "read as that", FutureWarning, stacklevel=3)
-            data[method] = {**(data.get(method) or {}), key: data.pop(key)}
     moved = {key: where for key, where in _table(MOVED, cls).items() if key in data}
     if moved:
         key, where = next(iter(moved.items()))

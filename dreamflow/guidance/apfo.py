@@ -55,6 +55,7 @@ class APFOGuidance(Guidance):
         self.grid_index = self.prior.timestep_index(self.grid)
         self.grid_sigma = self.prior.noise_to_signal(self.grid_index)
         self.mean_d_sigma = float(self.grid_sigma[0] - self.grid_sigma[-1]) / self.blocks  # constant weighting
+        self.grid_values = self.grid.tolist()  # t_i for the log, on the host (never a device read per step)
 
     def span(self, step: int) -> tuple[int, int]:
         """(i, j): optimisation `step` runs at t_i and steps to t_j (j = i + 1 unless iterations < N)."""
@@ -79,7 +80,7 @@ class APFOGuidance(Guidance):
             constant = torch.full_like(d_sigma, self.mean_d_sigma * (j - i))
             weight = d_sigma if self.config.apfo_weighting == "dsigma" else constant
             update = self.config.step_scale * weight * (eps_pre - eps_src)
-        return self.clip(update), {"t": float(self.grid[i]), "t_next": float(self.grid[j]),
+        return self.clip(update), {"t": self.grid_values[i], "t_next": self.grid_values[j],
                                    "d_sigma": d_sigma.mean(), "weight": weight.mean()}
 
     def __call__(self, latents: torch.Tensor, text: TextEmbeddings, camera: torch.Tensor, step: int) -> GuidanceOutput:

@@ -25,6 +25,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from dreamflow.device import (LaggedCapacity, compact_indices, cuda_extension_available, cuda_extension_problem,
+                              spare_to_first, torch_backends_forced)
 from dreamflow.render.cameras import Cameras, mvp_matrix
 
 
@@ -39,23 +41,19 @@ Shade = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (attributes [N,C
 
 
 def composite(values: torch.Tensor, pixel: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-    """Scatter covered pixels' shaded `values` [N, K] (flat indices `pixel`) into images and blend them
-    over `background` [3] (repeated for every RGB triple of K) with `alpha` [B, H, W, 1]."""
+    """Scatter covered pixels' shaded `values` [N, K] (flat indices `pixel`; spare slots B*H*W are
+    dropped) into images and blend them over `background` [3] (repeated for every RGB triple of K)
+    with `alpha` [B, H, W, 1]."""
     batch, height, width, _ = alpha.shape
-    channels = values.shape[-1]
-    image = values.new_zeros(batch * height * width, channels).index_put((pixel,), values)
+    channels, pixels = values.shape[-1], batch * height * width
+    image = values.new_zeros(pixels + 1, channels).index_put((pixel,), values)[:pixels]
     image = image.view(batch, height, width, channels)
     return alpha * image + (1 - alpha) * background.to(image.dtype).repeat(channels // 3)
 
 
 def nvdiffrast_available() -> bool:
-    if not torch.cuda.is_available():
-        return False
-    try:
-        import nvdiffrast.torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """nvdiffrast can run here (CUDA visible, the module imports; any import error counts as no)."""
+    return cuda_extension_available("nvdiffrast.torch")
 
 
 def to_clip(vertices: torch.Tensor, cameras: Cameras) -> torch.Tensor:
@@ -84,11 +82,19 @@ def _edge_functions(p: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
 
 
 class TorchRasterizer:
-    """Brute-force z-buffer over face chunks (no grad), then differentiable barycentrics and soft edges."""
+    """Brute-force z-buffer over face chunks (no grad), then differentiable barycentrics and soft edges.
+
+    Its data-dependent selections (large faces and their pixels, the silhouette band, the covered
+    pixels) are compacted into buffers sized by `LaggedCapacity`: exact on the CPU, and on CUDA
+    from earlier calls' counts, so that a render never waits for the device.
+    """
 
     def __init__(self, sigma: float = 0.5, max_elements: int = 1 << 22):
         self.sigma = sigma  # half-width of the soft edge in pixels (0.5: one pixel box filter)
         self.max_elements = max_elements
+        self.large_buffer = LaggedCapacity("torch rasteriser, large faces and their box pixels")
+        self.band_buffer = LaggedCapacity("torch rasteriser, silhouette band")
+        self.covered_buffer = LaggedCapacity("torch rasteriser, covered pixels")
 
     @torch.no_grad()
     def visible_faces(self, screen: torch.Tensor, w: torch.Tensor, faces: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -96,9 +102,9 @@ class TorchRasterizer:
 
         Faces whose box fits in `small` x `small` pixels (most faces at any resolution) are tested
         against that tile with fixed shapes. The others' boxes are enumerated pixel by pixel (a
-        ragged list, in chunks); their count and total area are the one host read of this
-        function. Each hit is a key (depth's float bits << 32 | face), min-reduced per pixel, so
-        the depth test and the face choice are one scatter.
+        ragged list, in chunks of buffers whose sizes cover their count and total area). Each hit is
+        a key (depth's float bits << 32 | face), min-reduced per pixel, so the depth test and the
+        face choice are one scatter.
         """
         batch, small = screen.shape[0], 4
         pixels_per_image = resolution * resolution
@@ -124,22 +130,30 @@ class TorchRasterizer:
             self._reduce_hits(keys, pixel, tri[:, part], tri_w[:, part], hit, batch_ids, face_ids[part], resolution)
         rest = valid & ~tiny
         area = (extent[..., 0] * extent[..., 1]).long() * rest
-        count, total = torch.stack([rest.sum(), area.sum()]).tolist()
+        face_count = faces.shape[0]
+        count, total = self.large_buffer.sizes(torch.stack([rest.sum(), area.sum()]),
+                                               [rest.numel(), rest.numel() * pixels_per_image],
+                                               key=(batch, face_count, resolution))
         if count:
-            b_index, f_index = torch.nonzero_static(rest, size=count).unbind(1)
-            areas = area[b_index, f_index]
+            # Spare slots (index B*F) own no pixel (area 0); pairs past the true total area are masked.
+            flat = compact_indices(rest, count)
+            areas = torch.cat([area.reshape(-1), area.new_zeros(1)])[flat]
+            flat = flat.clamp(max=rest.numel() - 1)
+            b_index, f_index = torch.div(flat, face_count, rounding_mode="floor"), flat % face_count
             ends = areas.cumsum(0)
-            width = extent[b_index, f_index, 0].long()
+            width = extent[b_index, f_index, 0].long().clamp(min=1)
             for start in range(0, total, self.max_elements):
                 pair = torch.arange(start, min(start + self.max_elements, total), device=device)
                 owner = torch.searchsorted(ends, pair, right=True)  # the face whose box holds this pair
+                inside = owner < count
+                owner = owner.clamp(max=count - 1)
                 local = pair - (ends[owner] - areas[owner])
                 row = torch.div(local, width[owner], rounding_mode="floor")
                 offset = torch.stack([local - row * width[owner], row], dim=-1).float()
                 pixel = (lo[b_index[owner], f_index[owner]] + offset)[None, :, None, :]  # [1, n, 1, 2]
                 self._reduce_hits(keys, pixel, tri[b_index[owner], f_index[owner]][None],
-                                  tri_w[b_index[owner], f_index[owner]][None], None, b_index[owner][None],
-                                  f_index[owner], resolution)
+                                  tri_w[b_index[owner], f_index[owner]][None], inside[None, :, None],
+                                  b_index[owner][None], f_index[owner], resolution)
         keys = keys[:-1]
         best_face = torch.where(keys == empty, -1, keys & 0xFFFFFFFF)
         return best_face.view(batch, resolution, resolution)
@@ -193,15 +207,19 @@ class TorchRasterizer:
         """Alpha from the 3x3 neighbourhood's triangles, and the nearest triangle for every pixel.
 
         Only the silhouette band needs it (pixels with both triangles and background in their 3x3
-        neighbourhood; its size is this function's one host read): pixels whose neighbourhood is all
-        covered are opaque, those with no triangle near are background.
+        neighbourhood, compacted into a buffer): pixels whose neighbourhood is all covered are opaque,
+        those with no triangle near are background.
         """
         batch = face_id.shape[0]
         padded = F.pad(face_id.float()[:, None], (1, 1, 1, 1), value=-1)
         neighbours = F.unfold(padded, 3).view(batch, 9, resolution, resolution).permute(0, 2, 3, 1).long()
         has_face = neighbours >= 0
         interior = has_face.all(-1)
-        band = (has_face.any(-1) & ~interior).reshape(-1).nonzero().squeeze(1)
+        in_band = has_face.any(-1) & ~interior
+        pixels = in_band.numel()
+        size, = self.band_buffer.sizes(in_band.sum().reshape(1), [pixels], key=pixels)
+        band_slot = compact_indices(in_band, size)  # spare slots: `pixels`, scattered to a dropped slot
+        band = spare_to_first(band_slot, pixels)
         sorted_ids, _ = neighbours.reshape(-1, 9).index_select(0, band).sort(dim=-1)  # [N, 9]
         unique = torch.cat([torch.ones_like(sorted_ids[:, :1], dtype=torch.bool),
                             sorted_ids[:, 1:] != sorted_ids[:, :-1]], dim=-1) & (sorted_ids >= 0)
@@ -222,11 +240,11 @@ class TorchRasterizer:
         # triangle owns no pixel centre (triangles of a pixel or less) or near a vertex shared by many
         # triangles, which speckled the background into every mesh render. A pixel whose 3x3
         # neighbourhood is all covered is at least half a pixel from any silhouette: it is opaque.
-        alpha = interior.reshape(-1).to(screen.dtype).index_put((band,), band_alpha).view(batch, resolution,
-                                                                                          resolution, 1)
+        alpha = F.pad(interior.reshape(-1).to(screen.dtype), (0, 1)).index_put((band_slot,), band_alpha)[:pixels]
+        alpha = alpha.view(batch, resolution, resolution, 1)
         nearest = sorted_ids.gather(-1, coverage.detach().argmax(-1, keepdim=True))[:, 0]
         nearest = torch.where(coverage.detach().max(-1).values > 1e-4, nearest, torch.full_like(nearest, -1))
-        nearest = torch.full_like(face_id.reshape(-1), -1).index_put((band,), nearest).view_as(face_id)
+        nearest = face_id.new_full((pixels + 1,), -1).index_put((band_slot,), nearest)[:pixels].view_as(face_id)
         return alpha, torch.where(face_id >= 0, face_id, nearest)
 
     def __call__(self, vertices, faces, attributes, cameras, resolution, shade: Shade, background) -> RasterOutput:
@@ -234,13 +252,17 @@ class TorchRasterizer:
         screen, w = _screen(clip, resolution)
         face_id = self.visible_faces(screen.detach(), w.detach(), faces, resolution)
         alpha, attribute_face = self._soft_coverage(screen, w, faces, face_id, resolution)
-        pixel = (attribute_face >= 0).reshape(-1).nonzero().squeeze(1)  # the shaded pixels (one host read)
-        bary, corners = self.barycentrics(screen, w, faces, pixel, attribute_face.reshape(-1)[pixel], resolution,
-                                          clamp=True)
+        covered = attribute_face >= 0
+        pixels = covered.numel()
+        size, = self.covered_buffer.sizes(covered.sum().reshape(1), [pixels], key=pixels)
+        slot = compact_indices(covered, size)  # the shaded pixels; spare slots are dropped by `composite`
+        pixel = spare_to_first(slot, pixels)
+        bary, corners = self.barycentrics(screen, w, faces, pixel, attribute_face.reshape(-1)[pixel].clamp(min=0),
+                                          resolution, clamp=True)
         interpolated = (bary[..., None] * attributes[corners]).sum(-2)  # [N, C]
         values = shade(interpolated, torch.div(pixel, resolution * resolution, rounding_mode="floor"))
-        alpha = alpha * (attribute_face >= 0)[..., None]
-        return RasterOutput(composite(values, pixel, alpha, background), alpha, face_id)
+        alpha = alpha * covered[..., None]
+        return RasterOutput(composite(values, slot, alpha, background), alpha, face_id)
 
 
 class NvdiffrastRasterizer:
@@ -251,6 +273,7 @@ class NvdiffrastRasterizer:
 
         self.dr = dr
         self.context = dr.RasterizeCudaContext()
+        self.covered_buffer = LaggedCapacity("nvdiffrast rasteriser, covered pixels")
 
     def __call__(self, vertices, faces, attributes, cameras, resolution, shade: Shade, background) -> RasterOutput:
         if not vertices.is_cuda:  # nvdiffrast takes CUDA tensors only (e.g. evaluation on the CPU)
@@ -261,10 +284,14 @@ class NvdiffrastRasterizer:
         rast, _ = dr.rasterize(self.context, clip, tri, (resolution, resolution))
         interpolated, _ = dr.interpolate(attributes[None].contiguous().float(), rast, tri)
         mask = (rast[..., 3:4] > 0).float()
-        pixel = (rast[..., 3] > 0).reshape(-1).nonzero().squeeze(1)  # shade covered pixels only (one host read)
+        covered = rast[..., 3] > 0  # shade covered pixels only, compacted without a host read
+        pixels = covered.numel()
+        size, = self.covered_buffer.sizes(covered.sum().reshape(1), [pixels], key=pixels)
+        slot = compact_indices(covered, size)
+        pixel = spare_to_first(slot, pixels)
         values = shade(interpolated.reshape(-1, interpolated.shape[-1]).index_select(0, pixel),
                        torch.div(pixel, resolution * resolution, rounding_mode="floor"))
-        image = dr.antialias(composite(values, pixel, mask, background).contiguous(), rast, clip, tri)
+        image = dr.antialias(composite(values, slot, mask, background).contiguous(), rast, clip, tri)
         alpha = dr.antialias(mask, rast, clip, tri)
         flip = lambda x: torch.flip(x, dims=[1])  # nvdiffrast's row 0 is the bottom  # noqa: E731
         face_id = rast[..., 3].long() - 1
@@ -275,9 +302,10 @@ def make_rasterizer(backend: str = "auto"):
     """nvdiffrast when CUDA and the module are available (or requested), else the torch rasteriser."""
     if backend == "torch":
         return TorchRasterizer()
-    if nvdiffrast_available():
+    problem = cuda_extension_problem("nvdiffrast.torch")
+    if problem is None:
         return NvdiffrastRasterizer()
-    if backend == "nvdiffrast" or torch.cuda.is_available():
-        warnings.warn("nvdiffrast is not importable; using the pure-PyTorch rasteriser. Install it with: "
-                      "bash scripts/install_gpu_extensions.sh (see environment.yml)", stacklevel=2)
+    if backend == "nvdiffrast" or (torch.cuda.is_available() and not torch_backends_forced()):
+        warnings.warn(f"nvdiffrast is not usable ({problem}); using the pure-PyTorch rasteriser. Install it "
+                      "with: bash scripts/install_gpu_extensions.sh (see docs/guides/gpu.md)", stacklevel=2)
     return TorchRasterizer()

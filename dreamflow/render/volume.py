@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from dreamflow.config import ShadingConfig, VolumeRenderConfig
+from dreamflow.device import LaggedCapacity, compact_indices, spare_to_first
 from dreamflow.render.cameras import Cameras, camera_rays
 from dreamflow.render.lighting import light_directions
 
@@ -24,7 +25,7 @@ class RenderOutput:
     opacity: torch.Tensor  # [B, H, W, 1]
     depth: torch.Tensor  # [B, H, W, 1]
     albedo: torch.Tensor | None = None  # [B, H, W, 3] (albedo composited on the background)
-    samples_evaluated: int | torch.Tensor = 0  # field evaluations (a device scalar: read it when logging)
+    samples_evaluated: int | torch.Tensor = 0  # occupied samples (a device scalar: read it when logging)
 
 
 def box_filter(image: torch.Tensor, factor: int) -> torch.Tensor:
@@ -97,6 +98,9 @@ class VolumeRenderer(nn.Module):
         self.config = config
         self.shading = shading
         self.occupancy = OccupancyGrid(field.config.radius, config.occupancy_grid_resolution)
+        # Sizes of the compacted sample buffers: exact on the CPU, from earlier counts on CUDA (no host wait).
+        self.occupied_buffer = LaggedCapacity("volume renderer, occupied samples")
+        self.shaded_buffer = LaggedCapacity("volume renderer, shaded samples")
 
     @property
     def step_size(self) -> float:
@@ -126,16 +130,20 @@ class VolumeRenderer(nn.Module):
         delta = ((far - near) / n)[:, None].expand_as(t)
         points = rays_o[:, None] + t[..., None] * rays_d[:, None]
         active = self.occupancy.lookup(points, self.config.occupancy_threshold, self.step_size) & hit_sphere[:, None]
-        # Empty-space skipping: the field runs on the occupied samples only. Their count is the one
-        # host read of a render (`nonzero`); everything else keeps fixed shapes.
-        index = active.reshape(-1).nonzero().squeeze(1)
-        density = torch.zeros(t.numel(), device=device)
-        albedo_samples = torch.zeros(t.numel(), 3, device=device)
-        if index.numel() > 0:
-            sample_density, sample_albedo = self.field(points.reshape(-1, 3).index_select(0, index))
+        # Empty-space skipping: the field runs on the occupied samples only, compacted into a buffer
+        # whose size the host knows without reading their count (see LaggedCapacity); its spare
+        # slots repeat the first sample and their results land in a dropped last slot.
+        total = t.numel()
+        occupied = active.sum()
+        size, = self.occupied_buffer.sizes(occupied.reshape(1), [total], key=total)
+        density = torch.zeros(total + 1, device=device)
+        albedo_samples = torch.zeros(total + 1, 3, device=device)
+        if size > 0:
+            index = compact_indices(active, size)
+            sample_density, sample_albedo = self.field(points.reshape(-1, 3).index_select(0, spare_to_first(index, total)))
             density = density.index_put((index,), sample_density.reshape(-1).to(density.dtype))
             albedo_samples = albedo_samples.index_put((index,), sample_albedo.to(albedo_samples.dtype))
-        density, albedo_samples = density.view(t.shape), albedo_samples.view(*t.shape, 3)
+        density, albedo_samples = density[:total].view(t.shape), albedo_samples[:total].view(*t.shape, 3)
         alpha = 1 - torch.exp(-density * delta)
         transmittance = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha[:, :-1] + 1e-10], dim=1), dim=1)
         weights = alpha * transmittance
@@ -149,7 +157,7 @@ class VolumeRenderer(nn.Module):
         depth = (weights * t).sum(-1, keepdim=True)
         shape = (batch, resolution, resolution)
         return RenderOutput(rgb.view(*shape, 3), opacity.view(*shape, 1), depth.view(*shape, 1),
-                            albedo.view(*shape, 3), index.numel())
+                            albedo.view(*shape, 3), occupied)
 
     def _shade(self, albedo: torch.Tensor, points: torch.Tensor, weights: torch.Tensor, cameras: Cameras,
                resolution: int, shading: str, light: torch.Tensor | None) -> torch.Tensor:
@@ -163,14 +171,20 @@ class VolumeRenderer(nn.Module):
         ambient = self.shading.ambient
         base = torch.ones_like(albedo) if shading == "textureless" else albedo
         colour = base * ambient
-        index = (weights.detach() > 1e-3).reshape(-1).nonzero().squeeze(1)  # one host read
-        if index.numel() > 0:
+        significant = weights.detach() > 1e-3
+        total = significant.numel()
+        size, = self.shaded_buffer.sizes(significant.sum().reshape(1), [total], key=total)
+        if size > 0:
+            index = compact_indices(significant, size)  # spare slots: `total` (see forward)
+            sample = spare_to_first(index, total)
             if light is None:
                 light = light_directions(cameras)
-            view = torch.div(index, points.shape[1] * resolution * resolution, rounding_mode="floor")
+            view = torch.div(sample, points.shape[1] * resolution * resolution, rounding_mode="floor")
             sample_light = light.index_select(0, view)
-            normals = self.field.normals(points.reshape(-1, 3).index_select(0, index))
+            normals = self.field.normals(points.reshape(-1, 3).index_select(0, sample))
             lambert = (normals * sample_light).sum(-1, keepdim=True).clamp(min=0)
-            lit = base.reshape(-1, 3).index_select(0, index) * (ambient + (1 - ambient) * lambert)
-            colour = colour.reshape(-1, 3).index_put((index,), lit).view_as(colour)
+            lit = base.reshape(-1, 3).index_select(0, sample) * (ambient + (1 - ambient) * lambert)
+            spare_row = colour.new_zeros(1, 3)
+            colour = torch.cat([colour.reshape(-1, 3), spare_row]).index_put((index,), lit)[:total].view_as(colour)
         return colour
+
