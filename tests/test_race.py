@@ -10,8 +10,9 @@ from .test_workflow import make_workdir, planned_jobs, snakemake
 
 
 @pytest.mark.parametrize("configfile, stage_jobs", [
-    # 3 methods x 2 prompts x 2 seeds x 1 variant, plus stage 1 of 3 methods x 2 held-out prompts x 1 seed x 4 grid points
-    ("config/toy-race.yaml", {"stage1": 12 + 24, "extract_mesh": 12, "stage2": 12, "stage3": 12, "tuning_pick": 1,
+    # 3 methods x 2 prompts x 2 seeds x 1 variant, plus stage 1 of 2 held-out prompts x 1 seed x (3 methods x 3
+    # learning-rate points + 2 source-model methods x 1 LoRA point)
+    ("config/toy-race.yaml", {"stage1": 12 + 22, "extract_mesh": 12, "stage2": 12, "stage3": 12, "tuning_pick": 1,
                               "race_report": 1}),
     # recipes restrict their methods: vsd x 1 + sds x 1 + apfo x 4 budgets, 2 prompts, 1 seed
     ("config/toy-recipe-race.yaml", {"stage1": 12, "stage2": 12, "stage3": 12, "recipe_report": 1}),
