@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dreamflow.evaluate.viewer import standalone_page  # noqa: E402
+from dreamflow.report.viewer import standalone_page  # noqa: E402
 from tests.browser import chromium, wait_for  # noqa: E402
 
 

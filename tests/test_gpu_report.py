@@ -1,4 +1,4 @@
-"""The GPU check's report (dreamflow/benchmarks/gpu_report.py) on the CPU: its worker for every stage
+"""The GPU check's report (dreamflow/perf/gpu_report.py) on the CPU: its worker for every stage
 with both back-end sets at toy size, and the row runner's keep-what-you-measured behaviour."""
 
 import json
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from dreamflow.benchmarks.gpu_report import RowRunner, load_rows, measure_row, merged, planned_rows, write_report
+from dreamflow.perf.gpu_report import RowRunner, load_rows, measure_row, merged, planned_rows, write_report
 
 # Toy sizes: one timed iteration of each stage in about a second on the CPU.
 TOY = {"device": "cpu", "volume.samples_per_ray": 8, "stage1.resolution": 16, "stage2.resolution": 16,

@@ -44,7 +44,7 @@ def test_summary_rows_for_failed_stale_and_missing_assets(tmp_path):
     """Every expected asset is a row: ok, failed (also over older metrics), or missing."""
     import time
 
-    from dreamflow.evaluate.report import load_metrics
+    from dreamflow.report.summary import load_metrics
     from dreamflow.training.status import record_failure
 
     ok, stale, missing = (tmp_path / name for name in ("ok", "stale", "missing"))

@@ -65,7 +65,7 @@ def test_killed_stages_resume_and_the_race_report_reads_their_curves(killed_then
         curve = pd.read_csv(asset / "stage2" / "curve.csv")
         assert list(curve["step"]) == [0, 2, 3] and set(curve["variant"]) == {"tuned"}  # none lost, none twice
         assert not (asset / "stage2" / "resume").exists()
-    report = (results / "race" / "benchmarks.md").read_text()
+    report = (results / "race" / "race.md").read_text()
     assert "Fair tuning (stage1, held-out prompts a green torus; seeds 100)" in report
     assert "| apfo" in report and "| sds" in report and "Paired ratios" in report
     curves = pd.read_csv(results / "race" / "convergence_curves.csv")
@@ -91,7 +91,7 @@ def test_the_raced_variant_runs_each_methods_pick_and_names_its_method(killed_th
 
 
 def test_suite_tables_tell_variants_apart(tmp_path):
-    from dreamflow.evaluate.report import load_metrics
+    from dreamflow.report.summary import load_metrics
 
     paths = []
     for variant in ("base", "s3x3"):

@@ -73,7 +73,7 @@ def test_small_race_runs_through_the_slurm_profile(tmp_path):
     assert result.returncode == 0, output[-5000:]
     results = workdir / "results" / "smoke-race"
     assert sorted(p.parts[-6] for p in results.glob("*/tuned/*/seed0/stage3/mesh.glb")) == ["apfo", "sds"]
-    assert (results / "race" / "benchmarks.md").exists() and (results / "tuning" / "pick.yaml").exists()
+    assert (results / "race" / "race.md").exists() and (results / "tuning" / "pick.yaml").exists()
     # One SLURM job per (method, variant, prompt, seed, stage): 2 methods x (1 raced + 2 grid points) for
     # stage 1, the raced variant only after it; reports and config files stay on the submitting node.
     submitted = re.findall(r"sbatch call:.*?rule_([a-z0-9_]+?)_wildcards", output)

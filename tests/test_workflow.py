@@ -130,6 +130,24 @@ def test_smoke_suite_produces_every_output(smoke_run):
         assert list((smoke_run / "benchmarks" / "smoke").rglob(f"{step}.tsv")), step
 
 
+def test_every_file_a_step_writes_is_declared(smoke_run):
+    """Each stage's and the extraction's folder holds exactly the outputs the stage description declares
+    (the workflow's rules are built from it), plus the stage's log and prompt; nothing else in the asset."""
+    from dreamflow.stages import EXTRACTION, RECORDS, STAGES
+
+    asset = next((smoke_run / "results" / "smoke" / "apfo" / "base").glob("*/seed0"))
+    for step in [*STAGES.values(), EXTRACTION]:
+        folder = asset / step.folder
+        written = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        files = {name for name in step.outputs.values() if not name.endswith("/")}
+        folders = tuple(name for name in step.outputs.values() if name.endswith("/"))
+        records = set(RECORDS) if step.name in STAGES else set()
+        assert written - files - records == {name for name in written if name.startswith(folders)}, step.name
+        assert files | records <= written, (step.name, (files | records) - written)
+        assert all(any(name.startswith(f) for name in written) for f in folders), step.name
+    assert {p.name for p in asset.iterdir()} == {*STAGES, EXTRACTION.folder, "metrics.json", "stages.png"}
+
+
 def test_wandb_offline_has_one_run_per_prompt_method_stage(smoke_run):
     runs = sorted((smoke_run / "results" / "smoke" / "wandb").glob("offline-run-*"))
     assert len(runs) == 3  # stage1, stage2, stage3 of the single (prompt, method)

@@ -37,9 +37,8 @@ def register(name: str) -> Callable[[G], G]:
 
 
 def available() -> tuple[str, ...]:
-    """Names of all registered guidance methods, in registration order."""
-    import dreamflow.guidance  # noqa: F401 - registers the built-in methods
-
+    """Names of all registered guidance methods, in registration order. (Importing this module runs
+    `dreamflow/guidance/__init__.py` first, which registers the built-in methods.)"""
     return tuple(_METHODS)
 
 

@@ -77,7 +77,8 @@ def main() -> None:
     parser.add_argument("--prompts", nargs="+", default=list(PROMPTS))
     parser.add_argument("--stage", choices=["stage2", "stage3"], default="stage2",
                         help="stage2: the base prior at 64 px; stage3: the refiner at 128 px")
-X
+    parser.add_argument("--strength", type=float, default=None,
+                        help="img2img strength (default: the stage's APFO t_max)")
     parser.add_argument("--seeds", type=int, default=4, help="draws per view")
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--faint", nargs="*", type=float, default=[],
