@@ -25,7 +25,7 @@ from dreamflow.guidance import Guidance
 from dreamflow.io import load_checkpoint, save_checkpoint
 from dreamflow.priors.base import DiffusionPrior
 from dreamflow.render.cameras import sample_cameras
-from dreamflow.render.volume import box_downsample, choose_shading
+from dreamflow.render.volume import SHADING_MODES, box_downsample, choose_shading
 from dreamflow.stages import Stage
 from dreamflow.training.logger import RunLogger
 
@@ -206,7 +206,7 @@ class StageTrainer:
         self.optimizer.step()
         return {"loss": loss.detach(), "loss_guidance": guided.loss.detach(), **guided.info, **info,
                 **{f"loss_{k}": v.detach() for k, v in regularisers.items()},
-                "opacity": output.opacity.detach().mean(), "shading": ("albedo", "diffuse", "textureless").index(shading)}
+                "opacity": output.opacity.detach().mean(), "shading": SHADING_MODES.index(shading)}
 
     def finish(self) -> None:
         """Call once the stage's exports are written: until then a killed job resumes from the last step."""
