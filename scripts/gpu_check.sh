@@ -155,7 +155,7 @@ preflight || echo "preflight: failed (see above)"
 [ "$mode" = preflight ] && exit 0
 
 if [ "$mode" = dry ]; then
-  config=config/toy.yaml copy_to=() min_row=0
+  config=config/pipeline/toy.yaml copy_to=() min_row=0
   [ "$tests" = all ] && tests=parity  # the device tests are the default run's; here, the CPU is shared
   report_args=(--steps 1 --warmup 1 --set device=cpu --set stage3.resolution=64)
   [ "$budget_given" = 1 ] || budget=1800

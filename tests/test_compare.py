@@ -100,7 +100,7 @@ def test_curve_recorder_needs_ground_truth_or_clip():
     from dreamflow.config import load_config
     from dreamflow.evaluate.curves import CurveRecorder, CurveSettings
 
-    config = load_config(ROOT / "config" / "toy.yaml")
+    config = load_config(ROOT / "config" / "pipeline" / "toy.yaml")
     with pytest.raises(ValueError, match="not a toy-world prompt.*CLIP"):
         CurveRecorder(CurveSettings(every=5), config, "a photo of a dog", config.stage1)
     with pytest.raises(ValueError, match=">= 1 iteration"):

@@ -17,7 +17,7 @@ TOY = {"device": "cpu", "volume.samples_per_ray": 8, "stage1.resolution": 16, "s
 @pytest.mark.parametrize("stage", ["stage1", "stage2", "stage3"])
 def test_worker_measures_every_stage_with_both_backend_sets(stage):
     """Each back-end set of a stage is measured on its own (a fresh trainer, as in its own process)."""
-    rows = [measure_row("config/toy.yaml", stage, "apfo", backends, 1, 1, TOY) for backends in ("cuda", "torch")]
+    rows = [measure_row("config/pipeline/toy.yaml", stage, "apfo", backends, 1, 1, TOY) for backends in ("cuda", "torch")]
     for row, backends in zip(rows, ("cuda", "torch")):
         assert row["stage"] == stage and row["backends"] == backends and row["device"] == "cpu"
         assert row["s_per_it"] > 0 and row["floor_s_per_it"] > 0 and row["over_floor"] > 0

@@ -204,7 +204,7 @@ def test_apfo_constant_weighting_keeps_the_path_length():
     assert dsigma[0]["weight"] > 5 * dsigma[-1]["weight"]  # d sigma decays along the schedule
 
 
-@pytest.mark.parametrize("config_path", ["config/paper.yaml", "config/toy.yaml"])
+@pytest.mark.parametrize("config_path", ["config/paper.yaml", "config/pipeline/toy.yaml"])
 @pytest.mark.parametrize("method", ["sds", "vsd"])
 def test_baselines_draw_stage_1_timesteps_below_apfos_range(config_path, method):
     """SDS and VSD draw t ~ U(0.02, 0.98) in stage 1 (VSD: in its first 20 %), not APFO's [0.2, 1.0]."""

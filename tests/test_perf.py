@@ -8,8 +8,8 @@ def test_throughput_counts_unet_calls_per_method(monkeypatch):
 
     monkeypatch.chdir(ROOT)
     overrides = {"extract.target_faces": 300, "stage2.resolution": 32}
-    sds = measure("config/toy.yaml", "stage2", "sds", steps=2, warmup=1, overrides=overrides)
-    apfo = measure("config/toy.yaml", "stage2", "apfo", steps=2, warmup=1, overrides=overrides)
+    sds = measure("config/pipeline/toy.yaml", "stage2", "sds", steps=2, warmup=1, overrides=overrides)
+    apfo = measure("config/pipeline/toy.yaml", "stage2", "apfo", steps=2, warmup=1, overrides=overrides)
     # SDS: one batched CFG call. APFO: CFG + the source model + one LoRA training step.
     assert sds["unet_calls_per_iteration"] == 1 and apfo["unet_calls_per_iteration"] == 3
     assert 0 < sds["unet_share"] < 1 and sds["seconds_per_iteration"] > 0 and sds["peak_rss_mb"] > 100

@@ -187,7 +187,7 @@ def test_planning_the_workflow_imports_neither_torch_nor_the_models():
 
 def test_unknown_method_is_a_config_error_listing_the_registry():
     with pytest.raises(ConfigError, match=r"guidance.method.*'nope'.*\['apfo', 'sds', 'vsd'"):
-        load_config("config/toy.yaml", {"guidance.method": "nope"})
+        load_config("config/pipeline/toy.yaml", {"guidance.method": "nope"})
 
 
 class PullToGrey(Guidance):
@@ -205,7 +205,7 @@ def test_a_registered_method_runs_a_stage_and_is_offered_everywhere(tmp_path):
     stage_parser = build_parser()._subparsers._group_actions[0].choices["stage1"]
     method_action = next(a for a in stage_parser._actions if a.dest == "method")
     assert "pull-to-grey" in method_action.choices
-    config = load_config("config/toy.yaml", {"guidance.method": "pull-to-grey", "stage1.iterations": 2,
+    config = load_config("config/pipeline/toy.yaml", {"guidance.method": "pull-to-grey", "stage1.iterations": 2,
                                              "stage1.log_every": 1, "volume.samples_per_ray": 8,
                                              "stage1.preview_views": 1, "stage1.turntable_views": 1})
     run_stage(STAGES["stage1"], config, "a red cube", tmp_path, RunLogger(tmp_path))

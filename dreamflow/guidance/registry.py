@@ -1,7 +1,7 @@
 """The registry of guidance methods (threestudio's `register` / `find`).
 
 Every place that needs the list of methods (CLI choices, config validation, the workflow's
-wildcard and schema check, benchmarks) asks `available()`, or, without importing torch,
+wildcard and schema check, the comparisons) asks `available()`, or, without importing torch,
 `dreamflow.config.method_names()` (which `register` keeps in step). Adding a method is one module
 with a `Guidance` subclass decorated with `@register("name")`, imported in
 `dreamflow/guidance/__init__.py`; its recipe is a config class in `dreamflow/config/methods.py`.

@@ -11,7 +11,7 @@ Rows of earlier runs (`--merge`, and `OUT/rows.jsonl` itself) are merged into th
 already measured on the same GPU are not run again unless `--remeasure`.
 
     dreamflow perf gpu-report --config config/paper.yaml --architecture-only --out-dir OUT --budget-s 420
-    dreamflow perf gpu-report --config config/toy.yaml --steps 1 --warmup 1 --out-dir OUT   # CPU rehearsal
+    dreamflow perf gpu-report --config config/pipeline/toy.yaml --steps 1 --warmup 1 --out-dir OUT   # CPU rehearsal
     dreamflow perf gpu-report --report-only --out-dir OUT --merge docs/results/gpu_check_rows.jsonl
 
 `scripts/gpu_check.sh` runs this after its preflight, the installs and the parity and device tests.

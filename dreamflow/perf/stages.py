@@ -4,10 +4,10 @@ With config/paper.yaml and `--architecture-only`, the full-size SD 2.1 and SDXL-
 (random weights, so the assets are noise) run at the paper's render sizes, and what is measured is
 the code path, the peak GPU memory (training and export together) and seconds per iteration after
 the first, from which the time per asset at the paper's iteration counts follows. With
-config/toy.yaml it runs the toy prior's whole schedule on the GPU, for the CPU-vs-GPU comparison.
+config/pipeline/toy.yaml it runs the toy prior's whole schedule on the GPU, for the CPU-vs-GPU comparison.
 
     dreamflow perf stages --config config/paper.yaml --architecture-only --iterations 4
-    dreamflow perf stages --config config/toy.yaml --prompt "a red sphere with blue stripes" --evaluate
+    dreamflow perf stages --config config/pipeline/toy.yaml --prompt "a red sphere with blue stripes" --evaluate
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ icosphere with the extraction's face budget, so no stage-1 result is needed. Wit
 architecture-only prior (`--set prior.architecture_only=true` on a GPU with config/paper.yaml)
 the same command gives the time per asset at the paper's iteration counts.
 
-    dreamflow perf throughput --config config/toy.yaml [--stages stage1] [--set KEY=VALUE]
+    dreamflow perf throughput --config config/pipeline/toy.yaml [--stages stage1] [--set KEY=VALUE]
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from dreamflow.stages import STAGES
 
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="config/toy.yaml")
+    parser.add_argument("--config", default="config/pipeline/toy.yaml")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     parser.add_argument("--stages", nargs="+", choices=list(STAGES), help="default: every stage")
     parser.add_argument("--steps", type=int, default=20, help="timed iterations per row")

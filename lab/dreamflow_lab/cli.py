@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("race-2d", help="2D race: guidance on latent images, step sizes tuned per method on held-out "
                                        "seeds -> lab/experiments/race2d/README.md")
     defaults = Race2DConfig()
-    p.add_argument("--config", default="config/toy.yaml")
+    p.add_argument("--config", default="config/pipeline/toy.yaml")
     p.add_argument("--methods", nargs="+", default=list(available()), choices=available())
     p.add_argument("--prompts", nargs="+", default=list(defaults.prompts))
     p.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))

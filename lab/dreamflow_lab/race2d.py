@@ -210,7 +210,7 @@ def write_race_2d_report(result: dict, race: Race2DConfig, out: Path, command: s
     text = [f"# 2D race: guidance on latent images (no 3D model)\n\nRegenerate: `{command}`\n",
             (__doc__ or "").split("\n\n", 1)[1].strip() + "\n",
             f"Setup: {race.views} views per run, {race.iterations} iterations, optimiser {race.optimizer} on the "
-            f"latents, toy prior `config/toy.yaml` (stage-1 guidance settings: t range, CFG per method's default, "
+            f"latents, toy prior `config/pipeline/toy.yaml` (stage-1 guidance settings: t range, CFG per method's default, "
             f"APFO schedule). Tuning: prompts {list(race.tuning_prompts)}, seeds {list(race.tuning_seeds)}; race: "
             f"prompts {list(race.prompts)}, seeds {list(race.seeds)}.\n",
             "## Tuning grid (mean final distance on held-out prompts/seeds; inf = diverged)\n",

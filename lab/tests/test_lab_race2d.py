@@ -10,7 +10,7 @@ from dreamflow_lab.race2d import Race2DConfig, race_2d, stays_within, write_race
 def test_2d_race_tunes_every_method_on_held_out_seeds_and_reports_paired_runs(tmp_path):
     race = Race2DConfig(methods=("apfo", "vsd"), prompts=("a red cube",), seeds=(0,), tuning_prompts=("a red torus",),
                         tuning_seeds=(100,), learning_rates=(0.01, 1e6), views=1, iterations=4, eval_every=2)
-    result = race_2d("config/toy.yaml", race)
+    result = race_2d("config/pipeline/toy.yaml", race)
     grid = result["grid"]
     assert list(grid.columns) == [0.01, 1e6] and set(grid.index) == {"apfo", "vsd"}
     assert grid[1e6].gt(grid[0.01]).all()  # latents blown up by a huge step decode far from the scene

@@ -76,10 +76,10 @@ def train_toy_clip(config: ToyCLIPTrainingConfig) -> Path:
         loss.backward()
         optimizer.step()
         schedule.step()
-    path = out / "open_clip_model.safetensors"
+    path = out / Path(TOY_CLIP_WEIGHTS).name
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     (out / "README.md").write_text(
-        f"# dreamflow-toy-clip\n\nTiny open_clip model (config `{TOY_CLIP_MODEL}.json`) trained contrastively on "
+        f"# {TOY_CLIP_MODEL}\n\nTiny open_clip model (config `{TOY_CLIP_MODEL}.json`) trained contrastively on "
         f"toy-world v2 renders ({len(dataset)} views of {len(scenes)} scenes, {config.scenes_per_batch} scenes "
         f"per batch, random blur to "
         f"{list(config.low_resolutions)} px), {config.steps} steps in {time.time() - start:.0f} s on a 2-core CPU.\n"
