@@ -1,4 +1,6 @@
-"""`dreamflow` command line: one subcommand per workflow step (the Snakemake rules call these)."""
+"""`dreamflow` command line, the product's commands: one per workflow step (the Snakemake rules call
+these), the recipe and prompt checks, model download and speed measurement (`perf`). The research
+wing's commands are `dreamflow-lab`'s."""
 
 from __future__ import annotations
 

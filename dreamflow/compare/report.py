@@ -13,6 +13,9 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from dreamflow.compare.race import BASELINES, RaceSettings, quality_score  # noqa: E402
+from dreamflow.stages import STAGES  # noqa: E402
+
+FIRST_STAGE = next(iter(STAGES))
 
 RUN_KEYS = ["stage", "method", "prompt", "seed"]
 # The paper's speed claim as a target: APFO's iterations to threshold over each baseline's.
@@ -134,7 +137,7 @@ def matched_quality_table(curves: pd.DataFrame, baseline: str = "vsd", tolerance
     return pd.DataFrame(rows)
 
 
-def verdict(ratios: pd.DataFrame, method: str = "apfo", stage: str = "stage1") -> str:
+def verdict(ratios: pd.DataFrame, method: str = "apfo", stage: str = FIRST_STAGE) -> str:
     """Met or missed, and by how much, for the paper's speed target (TARGET_RATIO)."""
     lines = []
     for baseline, target in TARGET_RATIO.items():

@@ -128,7 +128,7 @@ def evaluate(args: argparse.Namespace) -> None:
     from dreamflow.evaluate.metrics import AssetFiles, evaluate_asset
 
     work = Path(args.work)
-    config = load_config(args.config, _overrides(args, "stage1"))
+    config = load_config(args.config, _overrides(args, next(iter(STAGES))))
     files = AssetFiles({name: work / stage.path("ckpt") for name, stage in STAGES.items()},
                        work / EXTRACTION.path("mesh"))
     metrics = evaluate_asset(config, args.prompt, files, work / "metrics.json", args.clip_model, args.clip_pretrained,
