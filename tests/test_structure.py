@@ -1,4 +1,5 @@
-"""The code's own structure: one guidance registry, one stage table, no config key that nothing reads."""
+"""The code's own structure: layers that import downwards with no circle, one guidance registry, one stage
+description, no config key that nothing reads, planning the workflow without torch."""
 
 import ast
 import dataclasses
