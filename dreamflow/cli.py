@@ -1,30 +1,26 @@
-"""`dreamflow` command line: one subcommand per workflow step (the Snakemake rules call these)."""
+"""`dreamflow` command line, the product's commands: one per workflow step (the Snakemake rules call
+these), the recipe and prompt checks, model download and speed measurement (`perf`). The research
+wing's commands are `dreamflow-lab`'s."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import shlex
 import sys
 from pathlib import Path
 
 import yaml
 
-
-def _overrides(pairs: list[str]) -> dict:
-    result = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise SystemExit(f"--set expects key=value, got {pair!r}")
-        key, value = pair.split("=", 1)
-        result[key] = yaml.safe_load(value)
-    return result
+# `dreamflow perf ACTION`: the module whose `main(argv, prog)` runs it.
+PERF_ACTIONS = {"throughput": "dreamflow.perf.throughput", "gpu-report": "dreamflow.perf.gpu_report",
+                "stages": "dreamflow.perf.stages", "memory": "dreamflow.perf.memory"}
 
 
 def _load_config(args):
-    from dreamflow.config import load_config
+    from dreamflow.config import load_config, parse_overrides
 
-    overrides = _overrides(args.set)
+    overrides = parse_overrides(args.set)
     if getattr(args, "method", None):
         overrides["guidance.method"] = args.method
     if getattr(args, "seed", None) is not None:
@@ -81,7 +77,7 @@ def cmd_stage(args) -> int:
 
     config = _load_config(args)
     prompt = _prompt(args)
-    stage = args.command
+    stage = args.stage
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "prompt.txt").write_text(prompt + "\n", encoding="utf-8")
     logger = _logger(args, config, stage, prompt)
@@ -131,10 +127,8 @@ def cmd_extract(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from dreamflow.evaluate.metrics import evaluate_asset
-
-    from dreamflow.evaluate.metrics import AssetFiles
-    from dreamflow.training.stages import STAGES
+    from dreamflow.evaluate.metrics import AssetFiles, evaluate_asset
+    from dreamflow.stages import STAGES
 
     config = _load_config(args)
     files = AssetFiles({name: Path(getattr(args, name)) for name in STAGES}, Path(args.mesh) if args.mesh else None)
@@ -146,7 +140,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_summarize(args) -> int:
-    from dreamflow.evaluate.report import summarize_suite
+    from dreamflow.report.summary import summarize_suite
 
     paths = summarize_suite(args.metrics, args.out_dir, args.suite)
     print(json.dumps({k: str(v) for k, v in paths.items()}))
@@ -154,7 +148,7 @@ def cmd_summarize(args) -> int:
 
 
 def cmd_preference(args) -> int:
-    from dreamflow.evaluate import preference
+    from dreamflow.study import preference
 
     if args.action == "study":
         key = preference.build_study(args.metrics, args.out_dir, args.key, args.suite, args.reference, args.seed)
@@ -186,12 +180,12 @@ def cmd_fetch_models(args) -> int:
 
 def cmd_compare(args) -> int:
     """The comparison reports, each a pure function of the stages' curve files."""
-    from dreamflow.benchmarks.race import load_curves
+    from dreamflow.compare.race import load_curves
 
     curves = load_curves(args.curves)
     out = Path(args.out)
     if args.action == "pick":
-        from dreamflow.benchmarks.race import pick, tuning_grid, tuning_table
+        from dreamflow.compare.tuning import pick, tuning_grid, tuning_table
 
         runs = tuning_table(curves, args.stage)
         grid = tuning_grid(runs)
@@ -205,8 +199,8 @@ def cmd_compare(args) -> int:
     if args.action == "race":
         import pandas as pd
 
-        from dreamflow.benchmarks.race import RaceSettings, race_labels
-        from dreamflow.benchmarks.report import write_report
+        from dreamflow.compare.race import RaceSettings, race_labels
+        from dreamflow.compare.report import write_report
 
         settings = RaceSettings(args.iou_threshold, args.colour_threshold, args.clip_threshold,
                                 args.eval_every, args.eval_views)
@@ -215,44 +209,31 @@ def cmd_compare(args) -> int:
             picks = yaml.safe_load(Path(args.tuning).read_text())
             tuning = pd.read_csv(Path(args.tuning).with_name("tuning_grid.csv"), index_col="method")
         notes = Path(args.notes).read_text() if args.notes and Path(args.notes).exists() else ""
-        print(write_report(race_labels(curves), settings, out, args.command, tuning, picks, args.tuning_text or "",
+        print(write_report(race_labels(curves), settings, out, args.regenerate, tuning, picks, args.tuning_text or "",
                            notes))
         return 0
-    from dreamflow.benchmarks.recipe import recipe_results, write_recipe_report
+    from dreamflow.compare.recipe import recipe_results, write_recipe_report
 
-    print(write_recipe_report(recipe_results(curves), args.bar, args.candidates, args.tolerance, out, args.command))
+    print(write_recipe_report(recipe_results(curves), args.bar, args.candidates, args.tolerance, out, args.regenerate))
     return 0
 
 
 def cmd_recipe(args) -> int:
     """The values each method runs with in each stage of a config, with their sources."""
+    from dreamflow.config import parse_overrides
     from dreamflow.config.recipes import as_json, as_markdown, load_recipes
+    from dreamflow.stages import STAGES
 
-    from dreamflow.training.stages import STAGES
-
-    rows = load_recipes(args.config, _overrides(args.set), [args.method] if args.method else None,
+    rows = load_recipes(args.config, parse_overrides(args.set), [args.method] if args.method else None,
                         [args.stage] if args.stage else None, {name: spec.prior_block for name, spec in STAGES.items()})
     print(json.dumps(as_json(rows), indent=2) if args.json else as_markdown(rows))
     return 0
 
 
-def cmd_throughput(args) -> int:
-    from dreamflow.benchmarks.throughput import measure_throughput
-
-    print(measure_throughput(args.config, overrides=_overrides(args.set)).round(3).to_markdown(index=False))
-    return 0
-
-
-def cmd_benchmark_2d(args) -> int:
-    from dreamflow.benchmarks.race2d import Race2DConfig, race_2d, write_race_2d_report
-
-    race = Race2DConfig(methods=tuple(args.methods), prompts=tuple(args.prompts), seeds=tuple(args.seeds),
-                        tuning_prompts=tuple(args.tuning_prompts), tuning_seeds=tuple(args.tuning_seeds),
-                        learning_rates=tuple(args.learning_rates), optimizer=args.optimizer, views=args.views,
-                        iterations=args.iterations, eval_every=args.eval_every, workers=args.workers)
-    command = "dreamflow benchmark-2d " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else "dreamflow benchmark-2d"
-    print(write_race_2d_report(race_2d(args.config, race), race, Path(args.out), command))
-    return 0
+def cmd_perf(args) -> int:
+    """Speed and memory measurements: each action is its module's own command line."""
+    module = importlib.import_module(PERF_ACTIONS[args.action])
+    return module.main(args.arguments, prog=f"dreamflow perf {args.action}")
 
 
 def cmd_prompts(args) -> int:
@@ -264,12 +245,13 @@ def cmd_prompts(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dreamflow.guidance import available
+    from dreamflow.config import METHOD_CONFIGS
+    from dreamflow.evaluate.toy_clip import TOY_CLIP_MODEL, TOY_CLIP_WEIGHTS
+    from dreamflow.stages import STAGES
+    from dreamflow.study.preference import RESAMPLES
 
     parser = argparse.ArgumentParser(prog="dreamflow", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    from dreamflow.training.stages import STAGES
-
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for spec in STAGES.values():
         p = sub.add_parser(spec.name, help=spec.help)
         _add_config_arguments(p, f"output folder of {spec.name} (ckpt.pt, exports)")
@@ -277,8 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
         if "init" in spec.inputs:
             p.add_argument("--init", required=True, help=f"checkpoint of {spec.previous} (ckpt.pt)")
         if "mesh" in spec.inputs:
-            p.add_argument("--mesh", required=True, help="the mesh extracted from stage 1 (mesh/coarse.obj)")
-        p.add_argument("--variant", default="base", help="name of the suite variant this run belongs to (labels curves)")
+            p.add_argument("--mesh", required=True, help=f"the mesh extracted from {spec.previous} (mesh/coarse.obj)")
+        p.add_argument("--variant", default="base",
+                       help="name of the suite variant this run belongs to (labels curves)")
         curves = p.add_argument_group("quality curve (curve.csv beside the checkpoint)")
         curves.add_argument("--curve-every", type=int, default=0, metavar="N",
                             help="score held-out views every N iterations (0: no curve)")
@@ -286,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         curves.add_argument("--curve-clip-model", help="open_clip model for a CLIP score column (any prompt)")
         curves.add_argument("--curve-clip-pretrained", help="its weights file or pretrained tag")
         _add_wandb_arguments(p)
-        p.set_defaults(func=cmd_stage)
+        p.set_defaults(func=cmd_stage, stage=spec.name)
     p = sub.add_parser("extract", help="marching cubes on a stage-1 NeRF -> coarse.obj")
     _add_config_arguments(p, "the mesh to write (.obj); extract.json is written beside it")
     p.add_argument("--ckpt", required=True, help="stage-1 checkpoint")
@@ -298,8 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{spec.name}", required=True, help=f"{spec.name} checkpoint")
     p.add_argument("--mesh", help="mesh extracted from stage 1 (coarse.obj; its Chamfer distance on toy prompts)")
     p.add_argument("--variant", default="base", help="name of the suite variant (recorded in metrics.json)")
-    p.add_argument("--clip-model", default="dreamflow-toy-clip")
-    p.add_argument("--clip-pretrained", default="models/toy-clip/open_clip_model.safetensors")
+    p.add_argument("--clip-model", default=TOY_CLIP_MODEL)
+    p.add_argument("--clip-pretrained", default=TOY_CLIP_WEIGHTS)
     p.add_argument("--views", type=int, default=8, help="views for the CLIP score")
     p.add_argument("--detail-views", type=int, default=16, help="held-out views of the toy-world metrics")
     p.add_argument("--benchmarks", nargs="*", help="Snakemake benchmark files of this asset's rules")
@@ -324,14 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("votes", nargs="+", help="votes-*.json files exported from the study page")
     q.add_argument("--key", default="study_key.json", help="the study's key (written beside the study folder)")
     q.add_argument("--out", default="preference", help="output prefix: PREFIX.csv, .md (the table), .png")
-    q.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for the 95 %% intervals")
+    q.add_argument("--resamples", type=int, default=RESAMPLES, help="bootstrap resamples for the 95 %% intervals")
     q.set_defaults(func=cmd_preference)
     q = actions.add_parser("judge", help="automatic judge: the suite's CLIP scores vote on the study's pairs")
     q.add_argument("--key", required=True, help="the study's key")
     q.add_argument("--out", required=True, help="the judge's vote file (.json); its tally goes beside it")
     q.add_argument("--margin", type=float, default=0.5, help="CLIP-score difference (points) below which it is a tie")
     q.add_argument("--clip-model", help="name of the CLIP model, for the table's caption")
-    q.add_argument("--resamples", type=int, default=2000)
+    q.add_argument("--resamples", type=int, default=RESAMPLES)
     q.set_defaults(func=cmd_preference)
     p = sub.add_parser("fetch-models", help="download SD 2.1 and the SDXL refiner (needs internet)")
     p.add_argument("models", nargs="*", help="names (sd21, sd21-768, sdxl-refiner) or hub ids; default: all")
@@ -358,11 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--tolerance", type=float, default=0.1, help="how far above the bar's score still matches")
     for q in actions.choices.values():
         q.add_argument("--curves", nargs="+", required=True, help="curve.csv files of the compared runs")
-        q.add_argument("--out", required=True, help="the report (pick.yaml, benchmarks.md, recipe_race.md)")
-        q.add_argument("--command", default="snakemake --cores all", help="how to regenerate it (for the report)")
+        q.add_argument("--out", required=True, help="the report (pick.yaml, race.md, recipe_race.md)")
+        q.add_argument("--regenerate", default="snakemake --cores all", metavar="COMMAND",
+                       help="the command that regenerates it (quoted in the report)")
         q.set_defaults(func=cmd_compare)
-    from dreamflow.config import METHOD_CONFIGS
-
     p = sub.add_parser("recipe", help="the values each guidance method runs with in each stage of a config "
                                       "(CFG, t range and anneal, weighting, source model, LoRA, optimiser, "
                                       "iterations), each with its source")
@@ -372,29 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=list(STAGES), help="one stage only")
     p.add_argument("--json", action="store_true", help="JSON: {method: {stage: {key: {value, source}}}}")
     p.set_defaults(func=cmd_recipe)
-    p = sub.add_parser("throughput", help="iterations/s, UNet share and memory per stage and method on this machine")
-    p.add_argument("--config", default="config/toy.yaml")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
-    p.set_defaults(func=cmd_throughput)
-    p = sub.add_parser("benchmark-2d", help="2D race: guidance on latent images, step sizes tuned per method "
-                                            "on held-out seeds -> docs/results/race2d.md")
-    from dreamflow.benchmarks.race2d import Race2DConfig
-
-    defaults = Race2DConfig()
-    p.add_argument("--config", default="config/toy.yaml")
-    p.add_argument("--methods", nargs="+", default=list(available()), choices=available())
-    p.add_argument("--prompts", nargs="+", default=list(defaults.prompts))
-    p.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
-    p.add_argument("--tuning-prompts", nargs="+", default=list(defaults.tuning_prompts))
-    p.add_argument("--tuning-seeds", nargs="+", type=int, default=list(defaults.tuning_seeds))
-    p.add_argument("--learning-rates", nargs="+", type=float, default=list(defaults.learning_rates))
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default=defaults.optimizer)
-    p.add_argument("--views", type=int, default=defaults.views)
-    p.add_argument("--iterations", type=int, default=defaults.iterations)
-    p.add_argument("--eval-every", type=int, default=defaults.eval_every)
-    p.add_argument("--workers", type=int, default=defaults.workers, help="runs side by side (one thread each)")
-    p.add_argument("--out", default="docs/results/race2d.md")
-    p.set_defaults(func=cmd_benchmark_2d)
+    p = sub.add_parser("perf", help="speed and memory of the stages on this machine: throughput (s/iteration, "
+                                    "floor, UNet share), gpu-report (the GPU check's rows), stages (each stage end "
+                                    "to end), memory (peak GPU memory estimate); `dreamflow perf ACTION --help`",
+                       description=importlib.import_module("dreamflow.perf").__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=list(PERF_ACTIONS))
+    p.add_argument("arguments", nargs=argparse.REMAINDER, help="the action's own options")
+    p.set_defaults(func=cmd_perf)
     p = sub.add_parser("prompts", help="validate a prompt file and list slug<TAB>prompt")
     p.add_argument("file")
     p.set_defaults(func=cmd_prompts)
@@ -403,11 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from dreamflow.config import ConfigError
-    from dreamflow.evaluate.preference import StudyError
     from dreamflow.geometry.mesh import EmptyMeshError
     from dreamflow.io import CorruptCheckpointError
     from dreamflow.priors.base import ModelNotFoundError
     from dreamflow.prompts import PromptFileError
+    from dreamflow.study.preference import StudyError
 
     args = build_parser().parse_args(argv)
     try:

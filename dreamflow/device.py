@@ -55,6 +55,22 @@ def cuda_extension_problem(module: str) -> str | None:
     return None
 
 
+def use_cuda_extension(module: str, requested: str, name: str, fallback: str, stacklevel: int = 2) -> bool:
+    """Whether a part runs on its CUDA extension `module`, for the back end `requested` in its config
+    ("auto", `name` or "torch"): never for "torch", always when the extension is usable; otherwise it
+    falls back to `fallback`, with a warning and the install command where the extension was asked for
+    by name or a GPU is there to use it (`stacklevel` as the caller's own `warnings.warn` would take it)."""
+    if requested == "torch":
+        return False
+    problem = cuda_extension_problem(module)
+    if problem is None:
+        return True
+    if requested == name or (torch.cuda.is_available() and not torch_backends_forced()):
+        warnings.warn(f"{module.split('.')[0]} is not usable ({problem}); using {fallback}. Install it with: "
+                      "bash scripts/install_gpu_extensions.sh (see docs/guides/gpu.md)", stacklevel=stacklevel + 1)
+    return False
+
+
 def cuda_extension_available(module: str) -> bool:
     """True when CUDA is usable and the extension `module` imports (see `cuda_extension_problem`)."""
     return cuda_extension_problem(module) is None
@@ -181,4 +197,4 @@ def _round_up(value: float) -> int:
 
 
 __all__ = ["make_generator", "read_scalars", "GuardedCompile", "cuda_extension_problem", "cuda_extension_available",
-           "compact_indices", "spare_to_first", "LaggedCapacity", "TORCH_BACKENDS_ENV", "torch_backends_forced"]
+           "use_cuda_extension", "compact_indices", "spare_to_first", "LaggedCapacity", "TORCH_BACKENDS_ENV", "torch_backends_forced"]

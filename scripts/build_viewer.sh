@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the 3D viewer that report.html and the preference study embed: three.js (GLTFLoader,
 # OrbitControls) from the npm registry, bundled by esbuild into one classic script,
-# dreamflow/evaluate/static/dreamflow-viewer.js, so pages work from file:// with no network.
+# dreamflow/report/static/dreamflow-viewer.js, so pages work from file:// with no network.
 # Also installs the Khronos glTF validator the tests run. Needs node >= 18 and npm.
 set -euo pipefail
 cd "$(dirname "$0")/../viewer"

@@ -15,7 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dreamflow.evaluate.viewer import standalone_page  # noqa: E402
+from dreamflow.report.viewer import standalone_page  # noqa: E402
+from dreamflow.stages import FINAL_STAGE, STAGES  # noqa: E402
 from tests.browser import chromium, wait_for  # noqa: E402
 
 
@@ -29,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     args.suite, args.study = args.suite.resolve(), args.study.resolve()
     args.out.mkdir(exist_ok=True)
-    glb = next(args.suite.glob(f"*/*/{args.glb_prompt}*/seed*/stage3/mesh.glb"))
+    glb = next(args.suite.glob(f"*/*/{args.glb_prompt}*/seed*/{STAGES[FINAL_STAGE].path('mesh')}"))
     page = Path("/tmp") / "dreamflow_glb_view.html"
     page.write_text(standalone_page(glb, f"stage 3 .glb of “{glb.parents[2].name.rsplit('-', 1)[0].replace('-', ' ')}” in three.js", size=360))
     driver = chromium(1280, 800)

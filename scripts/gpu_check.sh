@@ -2,11 +2,12 @@
 # The GPU check, sized for a short lent GPU allocation (15 minutes with start-up, one command at most
 # 10 minutes, no network, one output folder comes back): preflight, offline installs, the parity and
 # device tests, then every stage and method at config/paper.yaml's settings with architecture-only
-# priors for both back-end sets (dreamflow/benchmarks/gpu_report.py), highest priority first (APFO's
-# three stages), each row in its own process, within --budget-s. Everything lands in --out DIR as it
-# finishes: gpu_check.log (this script's whole output), preflight.json, tests.log, rows.jsonl (one
-# line per finished row), rows.log (the workers' output), gpu_check.md (rewritten after every row;
-# copied to docs/results/ when not a dry run). A failing step is recorded and the next one runs.
+# priors for both back-end sets (`dreamflow perf gpu-report`, dreamflow/perf/gpu_report.py), highest
+# priority first (APFO's three stages), each row in its own process, within --budget-s. Everything
+# lands in --out DIR as it finishes: gpu_check.log (this script's whole output), preflight.json,
+# tests.log, rows.jsonl (one line per finished row), rows.log (the workers' output), gpu_check.md
+# (rewritten after every row; copied to docs/results/ when not a dry run). A failing step is
+# recorded and the next one runs.
 # Plan and commands: docs/guides/gpu.md.
 #
 #   bash scripts/gpu_check.sh --preflight --out DIR            # <= 10 s: GPU, driver, torch, CUDA, build tools, extensions
@@ -154,7 +155,7 @@ preflight || echo "preflight: failed (see above)"
 [ "$mode" = preflight ] && exit 0
 
 if [ "$mode" = dry ]; then
-  config=config/toy.yaml copy_to=() min_row=0
+  config=config/pipeline/toy.yaml copy_to=() min_row=0
   [ "$tests" = all ] && tests=parity  # the device tests are the default run's; here, the CPU is shared
   report_args=(--steps 1 --warmup 1 --set device=cpu --set stage3.resolution=64)
   [ "$budget_given" = 1 ] || budget=1800
@@ -185,7 +186,7 @@ left=$(( budget - $(elapsed) ))
 step "rows: ${left} s of the budget left -> $out/gpu_check.md"
 merge=()
 [ -f docs/results/gpu_check_rows.jsonl ] && [ "$mode" != dry ] && merge=(--merge docs/results/gpu_check_rows.jsonl)
-"$python" -m dreamflow.benchmarks.gpu_report --config "$config" --out-dir "$out" --budget-s "$left" \
+"$python" -m dreamflow.cli perf gpu-report --config "$config" --out-dir "$out" --budget-s "$left" \
   --row-timeout-s "$row_timeout" --preflight "$out/preflight.json" "${report_args[@]}" "${merge[@]}" \
   --min-row-s "$min_row" "${copy_to[@]}" "${extra[@]}"
 status=$?

@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from dreamflow.evaluate.toy_clip import TOY_CLIP_MODEL, TOY_CLIP_WEIGHTS  # noqa: F401 - the tests' CLIP
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DREAMFLOW_NO_PROGRESS", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -12,7 +14,7 @@ torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min
 
 TOY_PRIOR = ROOT / "models" / "toy-sd21"
 TOY_REFINER = ROOT / "models" / "toy-sdxl-refiner"
-TOY_CLIP = ROOT / "models" / "toy-clip" / "open_clip_model.safetensors"
+TOY_CLIP = ROOT / TOY_CLIP_WEIGHTS
 
 
 @pytest.fixture(autouse=True)

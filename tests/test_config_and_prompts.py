@@ -5,7 +5,7 @@ from dreamflow.prompts import PromptFileError, read_prompts, slugify
 
 
 def test_toy_config_loads_and_resolves_stage_guidance():
-    config = load_config("config/toy.yaml")
+    config = load_config("config/pipeline/toy.yaml")
     assert config.stage1.resolution == 32
     stage2 = config.guidance_for(config.stage2)
     assert (stage2.apfo.t_max, stage2.apfo.t_min) == (0.5, 0.1)
@@ -33,7 +33,7 @@ def test_paper_config_pipeline_block_loads():
 ])
 def test_bad_config_values_name_the_key(override, fragment):
     with pytest.raises(ConfigError) as error:
-        load_config("config/toy.yaml", override)
+        load_config("config/pipeline/toy.yaml", override)
     assert fragment in str(error.value)
 
 
@@ -65,3 +65,22 @@ def test_slugs_are_safe_unique_and_bounded():
     for slug in slugs:
         assert set(slug) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
         assert 0 < len(slug) <= 69 and not slug.startswith("-") and ".." not in slug
+
+
+def test_the_toy_clip_is_one_default_everywhere():
+    """The evaluation's CLIP default: one constant in the library, the schema's default in the workflow."""
+    import yaml
+
+    from dreamflow.cli import build_parser
+    from dreamflow.evaluate.toy_clip import TOY_CLIP_MODEL, TOY_CLIP_WEIGHTS
+
+    from .conftest import ROOT
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    evaluate = schema["properties"]["evaluate"]["properties"]
+    assert (evaluate["clip_model"]["default"], evaluate["clip_pretrained"]["default"]) == (TOY_CLIP_MODEL,
+                                                                                           TOY_CLIP_WEIGHTS)
+    args = build_parser().parse_args(["evaluate", "--prompt", "a red cube", "--out", "m.json", "--stage1", "a",
+                                      "--stage2", "b", "--stage3", "c"])
+    assert (args.clip_model, args.clip_pretrained) == (TOY_CLIP_MODEL, TOY_CLIP_WEIGHTS)
+    assert (ROOT / TOY_CLIP_WEIGHTS).exists()

@@ -89,10 +89,10 @@ def test_all_stages_on_a_simulated_cuda_device_never_mix_devices(tmp_path, monke
     from dreamflow.evaluate.metrics import AssetFiles, evaluate_asset
     from dreamflow.export.extract import extract_mesh
 
-    from .conftest import TOY_CLIP
+    from .conftest import TOY_CLIP, TOY_CLIP_MODEL
 
     # Three steps, shaded from the first (the shading path's compaction is counted too).
-    config = load_config("config/toy.yaml", {**TINY, "guidance.method": method, "shading.albedo_ratio": 0.0,
+    config = load_config("config/pipeline/toy.yaml", {**TINY, "guidance.method": method, "shading.albedo_ratio": 0.0,
                                              "stage1.shading_start_step": 0,
                                              **{f"stage{i}.iterations": 3 for i in (1, 2, 3)}})
     with simulated_cuda(monkeypatch) as cuda:
@@ -104,7 +104,7 @@ def test_all_stages_on_a_simulated_cuda_device_never_mix_devices(tmp_path, monke
             if name == "stage1":
                 extract_mesh(tmp_path / "stage1" / "ckpt.pt", config, tmp_path / "coarse.obj")
         files = AssetFiles({name: tmp_path / name / "ckpt.pt" for name in STAGES}, tmp_path / "coarse.obj")
-        metrics = evaluate_asset(config, "a red cube", files, tmp_path / "metrics.json", "dreamflow-toy-clip",
+        metrics = evaluate_asset(config, "a red cube", files, tmp_path / "metrics.json", TOY_CLIP_MODEL,
                                  str(TOY_CLIP), 1, [])
         # A prompt with no ground truth renders only the two views of its stage strip, not all
         # 16 held-out views, at pixel centres (the paper rehearsal spent minutes rendering them).
@@ -113,7 +113,7 @@ def test_all_stages_on_a_simulated_cuda_device_never_mix_devices(tmp_path, monke
         monkeypatch.setattr(toy_metrics, "render_like_truth",
                             lambda model, cameras, *a: rendered.append((len(cameras), *a)) or render_like_truth(model, cameras, *a))
         other = evaluate_asset(config, "a DSLR photo of a hamburger", files, tmp_path / "other" / "metrics.json",
-                               "dreamflow-toy-clip", str(TOY_CLIP), 1, [])
+                               TOY_CLIP_MODEL, str(TOY_CLIP), 1, [])
     assert not cuda.violations, "\n".join(list(dict.fromkeys(map(str, cuda.violations)))[:12])
     for stage, limit in MAX_SYNCS_PER_STEP.items():
         steps = counts[(stage, "step")]
@@ -303,7 +303,7 @@ def test_half_precision_source_model_keeps_learning(toy_prior_fp16):
     from dreamflow.guidance import make_guidance
     from dreamflow.render.cameras import sample_cameras
 
-    config = load_config("config/toy.yaml")
+    config = load_config("config/pipeline/toy.yaml")
     guidance = make_guidance(toy_prior_fp16, config.guidance_for(config.stage1), 20, seed=0)
     generator = torch.Generator().manual_seed(0)
     latents = torch.randn(1, 4, 16, 16, generator=generator, requires_grad=True)

@@ -1,4 +1,4 @@
-"""The GPU check's report (dreamflow/benchmarks/gpu_report.py) on the CPU: its worker for every stage
+"""The GPU check's report (dreamflow/perf/gpu_report.py) on the CPU: its worker for every stage
 with both back-end sets at toy size, and the row runner's keep-what-you-measured behaviour."""
 
 import json
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from dreamflow.benchmarks.gpu_report import RowRunner, load_rows, measure_row, merged, planned_rows, write_report
+from dreamflow.perf.gpu_report import RowRunner, load_rows, measure_row, merged, planned_rows, write_report
 
 # Toy sizes: one timed iteration of each stage in about a second on the CPU.
 TOY = {"device": "cpu", "volume.samples_per_ray": 8, "stage1.resolution": 16, "stage2.resolution": 16,
@@ -17,7 +17,7 @@ TOY = {"device": "cpu", "volume.samples_per_ray": 8, "stage1.resolution": 16, "s
 @pytest.mark.parametrize("stage", ["stage1", "stage2", "stage3"])
 def test_worker_measures_every_stage_with_both_backend_sets(stage):
     """Each back-end set of a stage is measured on its own (a fresh trainer, as in its own process)."""
-    rows = [measure_row("config/toy.yaml", stage, "apfo", backends, 1, 1, TOY) for backends in ("cuda", "torch")]
+    rows = [measure_row("config/pipeline/toy.yaml", stage, "apfo", backends, 1, 1, TOY) for backends in ("cuda", "torch")]
     for row, backends in zip(rows, ("cuda", "torch")):
         assert row["stage"] == stage and row["backends"] == backends and row["device"] == "cpu"
         assert row["s_per_it"] > 0 and row["floor_s_per_it"] > 0 and row["over_floor"] > 0

@@ -115,8 +115,8 @@ def test_apfo_path_ends_at_t_min_for_every_iteration_count(blocks):
 def test_apfo_guidance_ends_its_stage_at_t_min(iterations):
     guidance = make_guidance(StubPrior(), guidance_config("apfo", t_max=1.0, t_min=0.2, num_timesteps=20),
                              iterations=iterations)
-    assert guidance.timestep_pair(0)[0] == pytest.approx(1.0)
-    assert guidance.timestep_pair(iterations - 1)[1] == pytest.approx(0.2)
+    assert guidance.grid_values[guidance.span(0)[0]] == pytest.approx(1.0)
+    assert guidance.grid_values[guidance.span(iterations - 1)[1]] == pytest.approx(0.2)
 
 
 def test_apfo_constant_weighting_keeps_the_path_length_when_steps_span_blocks():
@@ -131,7 +131,7 @@ def test_a_k_that_does_not_spend_the_iterations_is_an_actionable_error():
                       iterations=50)
     guidance = make_guidance(StubPrior(), guidance_config("apfo", num_timesteps=5, steps_per_timestep=4),
                              iterations=20)
-    assert guidance.timestep_pair(19)[1] == pytest.approx(0.2)
+    assert guidance.grid_values[guidance.span(19)[1]] == pytest.approx(0.2)
 
 
 @pytest.mark.parametrize("method", ["sds", "vsd"])
@@ -204,7 +204,7 @@ def test_apfo_constant_weighting_keeps_the_path_length():
     assert dsigma[0]["weight"] > 5 * dsigma[-1]["weight"]  # d sigma decays along the schedule
 
 
-@pytest.mark.parametrize("config_path", ["config/paper.yaml", "config/toy.yaml"])
+@pytest.mark.parametrize("config_path", ["config/paper.yaml", "config/pipeline/toy.yaml"])
 @pytest.mark.parametrize("method", ["sds", "vsd"])
 def test_baselines_draw_stage_1_timesteps_below_apfos_range(config_path, method):
     """SDS and VSD draw t ~ U(0.02, 0.98) in stage 1 (VSD: in its first 20 %), not APFO's [0.2, 1.0]."""

@@ -17,7 +17,7 @@ from .conftest import ROOT
 @pytest.fixture(scope="module")
 def stage1_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("init") / "ckpt.pt"
-    torch.save({"model": NeRFModel(load_config(ROOT / "config" / "toy.yaml")).state_dict()}, path)
+    torch.save({"model": NeRFModel(load_config(ROOT / "config" / "pipeline" / "toy.yaml")).state_dict()}, path)
     return path
 
 
@@ -30,7 +30,7 @@ def test_stage2_rejects_a_bad_mesh_with_a_clear_error(tmp_path, stage1_checkpoin
     mesh = tmp_path / "coarse.obj"
     if content is not None:
         mesh.write_bytes(content)
-    command = [sys.executable, "-m", "dreamflow.cli", "stage2", "--config", "config/toy.yaml", "--prompt", "a red cube",
+    command = [sys.executable, "-m", "dreamflow.cli", "stage2", "--config", "config/pipeline/toy.yaml", "--prompt", "a red cube",
                "--init", str(stage1_checkpoint), "--mesh", str(mesh), "--out", str(tmp_path / "out")]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -44,7 +44,7 @@ def test_summary_rows_for_failed_stale_and_missing_assets(tmp_path):
     """Every expected asset is a row: ok, failed (also over older metrics), or missing."""
     import time
 
-    from dreamflow.evaluate.report import load_metrics
+    from dreamflow.report.summary import load_metrics
     from dreamflow.training.status import record_failure
 
     ok, stale, missing = (tmp_path / name for name in ("ok", "stale", "missing"))

@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import pytest
 
-from dreamflow.evaluate import preference
+from dreamflow.study import preference
 
 from .assets import make_asset
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("prompt", ["a red cube", "a blue sphere", "a yellow cone"])
 def test_apfo_stage1_recovers_the_toy_scene(tmp_path, prompt):
-    config = load_config("config/toy.yaml")
+    config = load_config("config/pipeline/toy.yaml")
     run_stage(STAGES["stage1"], config, prompt, tmp_path, RunLogger(tmp_path))
     nerf = load_nerf(tmp_path / "ckpt.pt", config)
     cameras = held_out_cameras(config.camera, 16)

@@ -29,14 +29,14 @@ def test_race_configs_plan_methods_times_prompts_seeds_and_variants(tmp_path, co
 def test_a_variant_that_changes_an_earlier_stage_than_it_starts_at_is_refused(tmp_path):
     workdir = make_workdir(tmp_path)
     (workdir / "bad.yaml").write_text("variants:\n  base: {}\n  late: {starts_at: stage3, set: {stage1.iterations: 5}}\n")
-    result, output = snakemake(workdir, "-n", "--configfile", "config/smoke.yaml", "bad.yaml")
+    result, output = snakemake(workdir, "-n", "--configfile", "config/tests/smoke.yaml", "bad.yaml")
     assert result.returncode != 0 and "variant 'late' starts at stage3 but its overrides change stage1" in output
 
 
 def test_a_late_variant_reuses_the_earlier_stages_of_the_one_it_starts_from(tmp_path):
     workdir = make_workdir(tmp_path)
     (workdir / "sweep.yaml").write_text("variants:\n  base: {}\n  s3x2: {starts_at: stage3, set: {stage3.iterations: 6}}\n")
-    result, output = snakemake(workdir, "-n", "--configfile", "config/smoke.yaml", "sweep.yaml")
+    result, output = snakemake(workdir, "-n", "--configfile", "config/tests/smoke.yaml", "sweep.yaml")
     assert result.returncode == 0, output[-3000:]
     jobs = planned_jobs(output)
     assert (jobs["stage1"], jobs["extract_mesh"], jobs["stage2"], jobs["stage3"], jobs["evaluate"]) == (1, 1, 1, 2, 2)
@@ -46,13 +46,13 @@ def test_a_late_variant_reuses_the_earlier_stages_of_the_one_it_starts_from(tmp_
 def killed_then_resumed_race(tmp_path_factory):
     """The smoke race with every stage-2 job SIGKILLed at step 2, then run again to the end."""
     workdir = make_workdir(tmp_path_factory.mktemp("race"))
-    result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/smoke-race.yaml",
+    result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/tests/smoke-race.yaml",
                                env_extra={"DREAMFLOW_FAULT": "stage2:step:2"})
     assert result.returncode != 0, output[-3000:]  # the kills happened and were seen
     results = workdir / "results" / "smoke-race"
     assert list(results.glob("*/tuned/*/seed0/stage2/resume/ckpt.pt")), "no stage-2 checkpoint survived the kill"
     assert (results / "tuning" / "pick.yaml").exists()  # the tuning finished before the race's stage 2
-    result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/smoke-race.yaml")
+    result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/tests/smoke-race.yaml")
     assert result.returncode == 0, output[-5000:]
     return results
 
@@ -66,7 +66,7 @@ def test_killed_stages_resume_and_the_race_report_reads_their_curves(killed_then
         curve = pd.read_csv(asset / "stage2" / "curve.csv")
         assert list(curve["step"]) == [0, 2, 3] and set(curve["variant"]) == {"tuned"}  # none lost, none twice
         assert not (asset / "stage2" / "resume").exists()
-    report = (results / "race" / "benchmarks.md").read_text()
+    report = (results / "race" / "race.md").read_text()
     assert "Fair tuning (stage1, held-out prompts a green torus; seeds 100)" in report
     assert "| apfo" in report and "| sds" in report and "Paired ratios" in report
     curves = pd.read_csv(results / "race" / "convergence_curves.csv")
@@ -83,7 +83,7 @@ def test_the_raced_variant_runs_each_methods_pick_and_names_its_method(killed_th
         assert picks[method]["point"] == grid.loc[method].idxmin()
         resolved = yaml.safe_load((results / "config" / "tuned" / method / "stage1.yaml").read_text())
         assert resolved["guidance"]["method"] == method
-        expected = picks[method]["set"].get("stage1.learning_rate", 1.0e-2)  # config/toy.yaml: 1e-2
+        expected = picks[method]["set"].get("stage1.learning_rate", 1.0e-2)  # config/pipeline/toy.yaml: 1e-2
         assert resolved["stage1"]["learning_rate"] == pytest.approx(expected)
     # Tuning ran on the held-out prompt only, stage 1 only.
     tuning_assets = list(results.glob("*/lr-x*/*/seed100"))
@@ -92,7 +92,7 @@ def test_the_raced_variant_runs_each_methods_pick_and_names_its_method(killed_th
 
 
 def test_suite_tables_tell_variants_apart(tmp_path):
-    from dreamflow.evaluate.report import load_metrics
+    from dreamflow.report.summary import load_metrics
 
     paths = []
     for variant in ("base", "s3x3"):

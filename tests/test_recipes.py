@@ -15,8 +15,8 @@ from .conftest import ROOT
 
 
 def test_a_stage_block_changes_only_the_method_it_names():
-    base = load_config("config/toy.yaml")
-    changed = load_config("config/toy.yaml", {"stage1.guidance.apfo.t_max": 0.9, "stage1.guidance.apfo.t_min": 0.3})
+    base = load_config("config/pipeline/toy.yaml")
+    changed = load_config("config/pipeline/toy.yaml", {"stage1.guidance.apfo.t_max": 0.9, "stage1.guidance.apfo.t_min": 0.3})
     before, after = base.guidance_for(base.stage1), changed.guidance_for(changed.stage1)
     assert (after.apfo.t_max, after.apfo.t_min) == (0.9, 0.3)
     assert after.sds == before.sds and after.vsd == before.vsd
@@ -45,14 +45,14 @@ def test_a_stage_block_changes_only_the_method_it_names():
 ])
 def test_misplaced_keys_are_errors_that_say_where_they_belong(override, fragments):
     with pytest.raises(ConfigError) as error:
-        load_config("config/toy.yaml", override)
+        load_config("config/pipeline/toy.yaml", override)
     assert all(fragment in str(error.value) for fragment in fragments), str(error.value)
 
 
 def test_apfo_only_keys_at_the_guidance_level_are_errors_naming_apfos_block():
     with pytest.raises(ConfigError, match="'guidance.num_timesteps' is no longer read here: APFO's own: "
                                           "guidance.apfo.num_timesteps"):
-        load_config("config/toy.yaml", {"guidance.num_timesteps": 3})
+        load_config("config/pipeline/toy.yaml", {"guidance.num_timesteps": 3})
 
 
 def blocks_of(cls) -> set:

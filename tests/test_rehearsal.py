@@ -1,5 +1,5 @@
 """The paper configuration rehearsed on a CPU: config/paper.yaml's full-size architectures (random
-weights), dtypes and code paths through the whole workflow, at config/paper-rehearsal.yaml's sizes.
+weights), dtypes and code paths through the whole workflow, at config/tests/paper-rehearsal.yaml's sizes.
 
 `slow`: about 4 min on 2 cores and up to ~14 GB of memory (the SDXL-refiner UNet alone is 9 GB in fp32).
 """
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 def test_paper_configuration_runs_end_to_end_with_real_architectures(tmp_path):
     workdir = make_workdir(tmp_path)
     result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/paper.yaml",
-                               "config/paper-rehearsal.yaml", timeout=3600)
+                               "config/tests/paper-rehearsal.yaml", timeout=3600)
     assert result.returncode == 0, output[-5000:]
     asset = next((workdir / "results" / "paper-rehearsal" / "apfo" / "base").glob("*/seed0"))
     scene = trimesh.load(asset / "stage3" / "mesh.glb")

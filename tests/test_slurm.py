@@ -67,13 +67,13 @@ def slurm_env() -> dict[str, str]:
 @pytest.mark.skipif(not cluster_up(), reason="no local SLURM cluster: run scripts/slurm/start_local_cluster.sh (root)")
 def test_small_race_runs_through_the_slurm_profile(tmp_path):
     workdir = make_workdir(tmp_path)
-    result = subprocess.run(slurm_snakemake(workdir, "--configfile", "config/smoke-race.yaml"),
+    result = subprocess.run(slurm_snakemake(workdir, "--configfile", "config/tests/smoke-race.yaml"),
                             cwd=workdir, env=slurm_env(), capture_output=True, text=True, timeout=1200)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     results = workdir / "results" / "smoke-race"
     assert sorted(p.parts[-6] for p in results.glob("*/tuned/*/seed0/stage3/mesh.glb")) == ["apfo", "sds"]
-    assert (results / "race" / "benchmarks.md").exists() and (results / "tuning" / "pick.yaml").exists()
+    assert (results / "race" / "race.md").exists() and (results / "tuning" / "pick.yaml").exists()
     # One SLURM job per (method, variant, prompt, seed, stage): 2 methods x (1 raced + 2 grid points) for
     # stage 1, the raced variant only after it; reports and config files stay on the submitting node.
     submitted = re.findall(r"sbatch call:.*?rule_([a-z0-9_]+?)_wildcards", output)
@@ -120,7 +120,7 @@ def test_suite_through_the_slurm_profile_survives_a_requeue(tmp_path):
     workdir = make_workdir(tmp_path)
     (workdir / "prompts2.txt").write_text("a red cube\na blue sphere\n")
     (workdir / "requeue.yaml").write_text(SUITE)
-    command = slurm_snakemake(workdir, "--configfile", "config/smoke.yaml", "requeue.yaml")
+    command = slurm_snakemake(workdir, "--configfile", "config/tests/smoke.yaml", "requeue.yaml")
     process = subprocess.Popen(command, cwd=workdir, env=slurm_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     results = workdir / "results" / "requeue"

@@ -20,7 +20,7 @@ def run_stage1(out, method="apfo", fault=None, extra=(), env_extra=None):
     if fault:
         env["DREAMFLOW_FAULT"] = fault
     env.update(env_extra or {})
-    command = [sys.executable, "-m", "dreamflow.cli", "stage1", "--config", "config/toy.yaml", "--prompt", "a red cube",
+    command = [sys.executable, "-m", "dreamflow.cli", "stage1", "--config", "config/pipeline/toy.yaml", "--prompt", "a red cube",
                "--method", method, "--out", str(out), *FAST, *extra]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 

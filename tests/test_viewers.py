@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trimesh
 
-from dreamflow.evaluate.viewer import BUNDLE, standalone_page
+from dreamflow.report.viewer import BUNDLE, standalone_page
 
 from .assets import make_asset, true_surface, write_true_glb
 from .browser import chromium, console_messages, wait_for
@@ -86,7 +86,7 @@ def test_obj_is_written_in_the_glb_frame(tmp_path):
 @pytest.fixture(scope="module")
 def compare_suite(tmp_path_factory):
     """A three-method suite of two prompts, one of them failed for SDS, summarised as the rule does."""
-    from dreamflow.evaluate.report import summarize_suite
+    from dreamflow.report.summary import summarize_suite
 
     results = tmp_path_factory.mktemp("results")
     metrics = []
@@ -116,7 +116,7 @@ def test_report_fits_1280_px_with_every_image_and_a_working_3d_view(browser, com
 
 
 def test_study_page_scripted_votes_tally_back(browser, compare_suite, tmp_path):
-    from dreamflow.evaluate.preference import build_study, write_tally
+    from dreamflow.study.preference import build_study, write_tally
 
     folder, metrics = compare_suite
     key = build_study(metrics, tmp_path / "study", tmp_path / "study_key.json", "cmp", seed=3)

@@ -85,7 +85,7 @@ def test_slurm_gpu_requests_follow_the_run_config(tmp_path, configfile, stage_gp
 
 def test_paper_rehearsal_plans_one_asset_with_no_gpu(tmp_path):
     result, output = snakemake(make_workdir(tmp_path), "-n", "--configfile", "config/paper.yaml",
-                               "config/paper-rehearsal.yaml")
+                               "config/tests/paper-rehearsal.yaml")
     assert result.returncode == 0, output[-3000:]
     assert planned_jobs(output)["stage1"] == 1 and gpu_requests(output)["stage1"] == {0}
 
@@ -105,7 +105,7 @@ def test_invalid_workflow_config_names_the_key(tmp_path):
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     workdir = make_workdir(tmp_path_factory.mktemp("smoke"))
-    result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/smoke.yaml")
+    result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/tests/smoke.yaml")
     assert result.returncode == 0, output[-5000:]
     return workdir
 
@@ -130,6 +130,24 @@ def test_smoke_suite_produces_every_output(smoke_run):
         assert list((smoke_run / "benchmarks" / "smoke").rglob(f"{step}.tsv")), step
 
 
+def test_every_file_a_step_writes_is_declared(smoke_run):
+    """Each stage's and the extraction's folder holds exactly the outputs the stage description declares
+    (the workflow's rules are built from it), plus the stage's log and prompt; nothing else in the asset."""
+    from dreamflow.stages import EXTRACTION, RECORDS, STAGES
+
+    asset = next((smoke_run / "results" / "smoke" / "apfo" / "base").glob("*/seed0"))
+    for step in [*STAGES.values(), EXTRACTION]:
+        folder = asset / step.folder
+        written = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        files = {name for name in step.outputs.values() if not name.endswith("/")}
+        folders = tuple(name for name in step.outputs.values() if name.endswith("/"))
+        records = set(RECORDS) if step.name in STAGES else set()
+        assert written - files - records == {name for name in written if name.startswith(folders)}, step.name
+        assert files | records <= written, (step.name, (files | records) - written)
+        assert all(any(name.startswith(f) for name in written) for f in folders), step.name
+    assert {p.name for p in asset.iterdir()} == {*STAGES, EXTRACTION.folder, "metrics.json", "stages.png"}
+
+
 def test_wandb_offline_has_one_run_per_prompt_method_stage(smoke_run):
     runs = sorted((smoke_run / "results" / "smoke" / "wandb").glob("offline-run-*"))
     assert len(runs) == 3  # stage1, stage2, stage3 of the single (prompt, method)
@@ -143,11 +161,11 @@ def test_wandb_offline_has_one_run_per_prompt_method_stage(smoke_run):
 
 
 def test_rerun_does_nothing_and_deleting_stage3_reruns_only_its_chain(smoke_run):
-    result, output = snakemake(smoke_run, "-n", "--configfile", "config/smoke.yaml")
+    result, output = snakemake(smoke_run, "-n", "--configfile", "config/tests/smoke.yaml")
     assert result.returncode == 0 and "Nothing to be done" in output, output[-3000:]
     glb = next((smoke_run / "results" / "smoke").rglob("stage3/mesh.glb"))
     glb.unlink()
-    result, output = snakemake(smoke_run, "-n", "--configfile", "config/smoke.yaml")
+    result, output = snakemake(smoke_run, "-n", "--configfile", "config/tests/smoke.yaml")
     assert planned_jobs(output) == {"stage3": 1, "evaluate": 1, "summarize": 1, "all": 1}, output[-3000:]
 
 
@@ -174,13 +192,13 @@ def test_kill_at_random_points_then_rerun_matches_the_uninterrupted_run(smoke_ru
     faults = [f"stage1:step:{rng.randint(4, 5)}", "stage2:export:3", f"stage3:checkpoint:{rng.randint(1, 3)}"]
     workdir = make_workdir(tmp_path)
     for fault in faults:
-        result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/smoke.yaml",
+        result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/tests/smoke.yaml",
                                    env_extra={"DREAMFLOW_FAULT": fault})
         assert result.returncode != 0, (seed, fault, output[-3000:])  # the kill happened and was seen
         stage = fault.split(":")[0]
         asset = next((workdir / "results" / "smoke" / "apfo" / "base").glob("*/seed0"))
         assert not (asset / stage / "ckpt.pt").exists(), (seed, fault)  # failed job's outputs removed
-    result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/smoke.yaml")
+    result, output = snakemake(workdir, "--cores", "2", "--configfile", "config/tests/smoke.yaml")
     assert result.returncode == 0, (seed, faults, output[-3000:])
 
     asset = next((workdir / "results" / "smoke" / "apfo" / "base").glob("*/seed0"))
@@ -203,7 +221,7 @@ def test_nan_in_one_asset_is_marked_failed_in_the_suite_summary(smoke_run):
     """Runs last in this module: it adds a second prompt to the smoke suite's results."""
     (smoke_run / "two.txt").write_text("a red cube\na blue sphere\n")
     (smoke_run / "two.yaml").write_text("prompts: two.txt\n")
-    result, output = snakemake(smoke_run, "--cores", "2", "--keep-going", "--configfile", "config/smoke.yaml",
+    result, output = snakemake(smoke_run, "--cores", "2", "--keep-going", "--configfile", "config/tests/smoke.yaml",
                                "two.yaml", env_extra={"DREAMFLOW_INJECT_NAN_AT_STEP": "4@a blue sphere"})
     assert result.returncode != 0
     assert "lists every asset" in output, output[-3000:]

@@ -26,6 +26,7 @@ from dreamflow.config.loading import (
     from_dict,
     load_config,
     load_config_data,
+    parse_overrides,
     read_config_data,
     to_dict,
     validate,
@@ -47,5 +48,5 @@ __all__ = [
     "HashGridConfig", "LoRAConfig", "MeshStageConfig", "MethodConfig", "NeRFConfig", "NeRFStageConfig",
     "PriorConfig", "RunConfig", "SDSConfig", "ShadingConfig", "StageConfig", "StageGuidanceConfig", "VSDConfig",
     "VolumeRenderConfig", "for_method", "from_dict", "load_config", "load_config_data", "method_names",
-    "read_config_data", "to_dict", "validate",
+    "parse_overrides", "read_config_data", "to_dict", "validate",
 ]

@@ -29,7 +29,7 @@ class PriorConfig:
     pretrained: str = "models/toy-sd21"
     revision: str | None = None
     dtype: str = "auto"  # auto: fp16 on CUDA, fp32 on CPU; or float32 | float16 | bfloat16
-    architecture_only: bool = False  # build full-size networks with random weights (benchmarks)
+    architecture_only: bool = False  # build full-size networks with random weights (`dreamflow perf`, rehearsals)
     negative_prompt: str = ""
     view_dependent_prompting: bool = True
     embedding_cache_dir: str | None = None  # default: ~/.cache/dreamflow/text_embeddings

@@ -235,6 +235,18 @@ def load_config_data(data: dict, overrides: dict | None = None) -> RunConfig:
     return validate(from_dict(RunConfig, data))
 
 
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """`KEY=VALUE` pairs of the command line (`--set stage1.iterations=100`) as dotted-key overrides,
+    each value read as YAML."""
+    result = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        result[key] = yaml.safe_load(value)
+    return result
+
+
 def read_config_data(path: str | Path | None) -> dict:
     """The run-config mapping of a YAML file: the file itself or its `pipeline:` block."""
     if path is None:

@@ -1,4 +1,5 @@
-"""How a person reads each metric: label, unit, direction (higher or lower is better), rounding.
+"""How a person reads each metric (label, unit, direction: higher or lower is better, rounding) and
+each method's name.
 
 `metrics.json` and `summary.csv` keep the machine names (`stage3_pattern_error`); tables meant for
 people (summary.md, report.html) use these.
@@ -8,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STAGES = ("stage1", "stage2", "stage3")
-STAGE_LABELS = {"stage1": "S1", "stage2": "S2", "stage3": "S3"}
+from dreamflow.stages import STAGES, steps
+
+METHOD_NAMES = {"apfo": "DreamFlow (APFO)", "sds": "SDS (DreamFusion)", "vsd": "VSD (ProlificDreamer)"}
+STAGE_LABELS = {name: stage.short for name, stage in STAGES.items()}  # column sub-headers: S1, S2, S3
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,8 @@ ASSET_METRICS = {
     "seconds_total": Metric("Time", "", 1, "min", 1 / 60),
 }
 
-TIMING_METRICS = {f"seconds_{step}": Metric(f"Time {name}", "", 1, "min", 1 / 60)
-                  for step, name in (("stage1", "stage 1"), ("extract_mesh", "extraction"),
-                                     ("stage2", "stage 2"), ("stage3", "stage 3"))}
+# Snakemake's `benchmark:` record of each step, in the order the steps run.
+TIMING_METRICS = {f"seconds_{step.name}": Metric(f"Time {step.label}", "", 1, "min", 1 / 60) for step in steps()}
 
 # The main table of the report shows these groups (the rest is folded under "all metrics").
 HEADLINE_STAGE_METRICS = ("iou", "pattern_error")

@@ -143,7 +143,7 @@ def save_stage_strip(views: dict, truth: dict | None, path: Path, rows: tuple[in
 
     columns = [] if truth is None else [truth["rgb"]]
     columns += [view.rgb.cpu().float() for view in views.values()]
-    labels = ([] if truth is None else ["truth"]) + [f"stage {name.removeprefix('stage')}" for name in views]
+    labels = ([] if truth is None else ["truth"]) + [STAGES[name].label for name in views]
     rows = strip_indices(rows, len(columns[0]))
     grid = torch.cat([torch.cat([column[row] for column in columns], dim=1) for row in rows], dim=0)
     pixels = (grid.clamp(0, 1) * 255).round().byte().numpy()

@@ -9,10 +9,14 @@ cluster, so CLIP score and R-precision are real numbers on the toy suite.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-MODEL_NAME = "dreamflow-toy-clip"
+# The toy suite's CLIP: the evaluation's default everywhere (workflow schema, `dreamflow evaluate`, tests).
+TOY_CLIP_MODEL = "dreamflow-toy-clip"
+TOY_CLIP_WEIGHTS = "models/toy-clip/open_clip_model.safetensors"
 MODEL_CONFIG = {
     "embed_dim": 64,
     "vision_cfg": {"image_size": 64, "layers": 3, "width": 96, "patch_size": 8, "head_width": 32},
@@ -24,7 +28,7 @@ def register_model_config(folder: str | Path) -> None:
     """Make `dreamflow-toy-clip` known to open_clip (a no-op for built-in names)."""
     import open_clip
 
-    path = Path(folder) / f"{MODEL_NAME}.json"
+    path = Path(folder) / f"{TOY_CLIP_MODEL}.json"
     if path.exists():
         open_clip.add_model_config(path)
 
@@ -33,7 +37,7 @@ def load_clip(model_name: str, pretrained: str, device: str | torch.device = "cp
     """(model, preprocess, tokenizer) through open_clip; toy or real weights alike."""
     import open_clip
 
-    if model_name == MODEL_NAME:
+    if model_name == TOY_CLIP_MODEL:
         register_model_config(Path(pretrained).parent)
     if pretrained and Path(pretrained).suffix and not Path(pretrained).exists():
         raise FileNotFoundError(f"CLIP checkpoint '{pretrained}' does not exist; run `dreamflow-lab train-toy-clip` "

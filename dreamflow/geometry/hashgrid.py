@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dreamflow.config import HashGridConfig
-from dreamflow.device import GuardedCompile, cuda_extension_available, cuda_extension_problem, torch_backends_forced
+from dreamflow.device import GuardedCompile, cuda_extension_available, use_cuda_extension
 
 PRIMES = (1, 2654435761, 805459861)
 PRIMES_INT32 = tuple(p - 2**32 if p >= 2**31 else p for p in PRIMES)  # same low 32 bits
@@ -70,16 +70,8 @@ class HashGridEncoding(nn.Module):
 
     @staticmethod
     def _choose_backend(requested: str) -> str:
-        if requested == "torch":
-            return "torch"
-        problem = cuda_extension_problem("tinycudann")
-        if problem is None:
-            return "tcnn"
-        if requested == "tcnn" or (torch.cuda.is_available() and not torch_backends_forced()):
-            warnings.warn(f"tinycudann is not usable ({problem}); using the pure-PyTorch hash grid (about 7x "
-                          "slower on GPU). Install it with: bash scripts/install_gpu_extensions.sh (see "
-                          "docs/guides/gpu.md)", stacklevel=3)
-        return "torch"
+        fallback = "the pure-PyTorch hash grid (about 7x slower on GPU)"
+        return "tcnn" if use_cuda_extension("tinycudann", requested, "tcnn", fallback, stacklevel=3) else "torch"
 
     def _tcnn_module(self):
         if self._tcnn is None:

@@ -61,11 +61,6 @@ class APFOGuidance(Guidance):
         """(i, j): optimisation `step` runs at t_i and steps to t_j (j = i + 1 unless iterations < N)."""
         return apfo_span(step, self.iterations, self.blocks, self.config.steps_per_timestep)
 
-    def timestep_pair(self, step: int) -> tuple[float, float]:
-        """(t_i, t_j) used at optimisation `step`."""
-        i, j = self.span(step)
-        return float(self.grid[i]), float(self.grid[j])
-
     def update(self, latents: torch.Tensor, text: TextEmbeddings, camera: torch.Tensor,
                step: int) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
         """lambda * (sigma(t_i) - sigma(t_j)) * (eps_pre^cfg - eps_src) at noised latents."""

@@ -1,7 +1,7 @@
 """The registry of guidance methods (threestudio's `register` / `find`).
 
 Every place that needs the list of methods (CLI choices, config validation, the workflow's
-wildcard and schema check, benchmarks) asks `available()`, or, without importing torch,
+wildcard and schema check, the comparisons) asks `available()`, or, without importing torch,
 `dreamflow.config.method_names()` (which `register` keeps in step). Adding a method is one module
 with a `Guidance` subclass decorated with `@register("name")`, imported in
 `dreamflow/guidance/__init__.py`; its recipe is a config class in `dreamflow/config/methods.py`.
@@ -37,9 +37,8 @@ def register(name: str) -> Callable[[G], G]:
 
 
 def available() -> tuple[str, ...]:
-    """Names of all registered guidance methods, in registration order."""
-    import dreamflow.guidance  # noqa: F401 - registers the built-in methods
-
+    """Names of all registered guidance methods, in registration order. (Importing this module runs
+    `dreamflow/guidance/__init__.py` first, which registers the built-in methods.)"""
     return tuple(_METHODS)
 
 

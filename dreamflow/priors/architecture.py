@@ -1,8 +1,9 @@
 """Full-size SD 2.1 and SDXL-refiner networks from their published configs, with random weights.
 
-For GPU throughput benchmarks and shape tests without downloading weights. The configs are the
-ones in the model repositories' `*/config.json` (stabilityai/stable-diffusion-2-1-base, -2-1 and
-stable-diffusion-xl-refiner-1.0). The tokenizer is the toy one: token ids only need to be valid.
+For speed and memory measurements on a GPU (`dreamflow perf`) and shape tests without downloading
+weights. The configs are the ones in the model repositories' `*/config.json`
+(stabilityai/stable-diffusion-2-1-base, -2-1 and stable-diffusion-xl-refiner-1.0). The tokenizer is
+the toy one: token ids only need to be valid.
 """
 
 from __future__ import annotations

@@ -18,15 +18,14 @@ the perspective-correct barycentrics (interior) and through silhouette antialias
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from dreamflow.device import (LaggedCapacity, compact_indices, cuda_extension_available, cuda_extension_problem,
-                              spare_to_first, torch_backends_forced)
+from dreamflow.device import (LaggedCapacity, compact_indices, cuda_extension_available, spare_to_first,
+                              use_cuda_extension)
 from dreamflow.render.cameras import Cameras, mvp_matrix
 
 
@@ -300,12 +299,6 @@ class NvdiffrastRasterizer:
 
 def make_rasterizer(backend: str = "auto"):
     """nvdiffrast when CUDA and the module are available (or requested), else the torch rasteriser."""
-    if backend == "torch":
-        return TorchRasterizer()
-    problem = cuda_extension_problem("nvdiffrast.torch")
-    if problem is None:
+    if use_cuda_extension("nvdiffrast.torch", backend, "nvdiffrast", "the pure-PyTorch rasteriser"):
         return NvdiffrastRasterizer()
-    if backend == "nvdiffrast" or (torch.cuda.is_available() and not torch_backends_forced()):
-        warnings.warn(f"nvdiffrast is not usable ({problem}); using the pure-PyTorch rasteriser. Install it "
-                      "with: bash scripts/install_gpu_extensions.sh (see docs/guides/gpu.md)", stacklevel=2)
     return TorchRasterizer()

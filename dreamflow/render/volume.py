@@ -16,7 +16,7 @@ from dreamflow.render.lighting import light_directions
 if TYPE_CHECKING:  # the field is defined above this module (geometry/), which imports the renderer
     from dreamflow.geometry.nerf import NeRFField
 
-SHADING_MODES = ("albedo", "diffuse", "textureless")
+SHADING_MODES = ("albedo", "diffuse", "textureless")  # the log records a step's shading as its index here
 
 
 @dataclass

@@ -1,29 +1,28 @@
-"""The stage table: every optimisation stage is one `StageSpec`, read by the trainer, the CLI,
-the workflow helpers and the benchmarks. Nothing else branches on a stage's name.
-
-    stage1  NeRF (hash grid) with the base prior          -> ckpt.pt, preview.png, turntable.gif
-    stage2  extracted mesh with the base prior             -> ckpt.pt, mesh.glb, previews
-    stage3  mesh refined with the refiner prior (final)    -> ckpt.pt, mesh.glb/.obj, views/, previews
+"""The stages as they run: each stage's description (`dreamflow.stages`) with how its model is built,
+how a finished checkpoint is loaded and what it exports. The trainer, evaluation, the command line and
+the GPU check read this table; nothing else branches on a stage's name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from dreamflow.config import GuidanceConfig, PriorConfig, RunConfig, ShadingConfig, StageConfig
+from dreamflow.config import RunConfig, StageConfig
 from dreamflow.export.assets import export_mesh, export_previews
 from dreamflow.geometry.base import StageModel
 from dreamflow.geometry.mesh import TexturedMesh
 from dreamflow.geometry.nerf import NeRFModel, load_nerf
 from dreamflow.io import load_checkpoint
+from dreamflow.stages import FINAL_STAGE, SHARED_BLOCKS, Stage
+from dreamflow.stages import STAGES as DESCRIPTIONS
 from dreamflow.training.logger import RunLogger
 from dreamflow.training.trainer import StageResult, build_trainer, fault_point
 
-# Config blocks every stage reads (its own block, prior and inputs come on top).
-SHARED_BLOCKS = ("seed", "device", "deterministic", "camera", "guidance", "nerf", "shading")
+__all__ = ["FINAL_STAGE", "SHARED_BLOCKS", "STAGES", "StageInputs", "StageSpec", "get_stage", "run_stage"]
 
 
 @dataclass(frozen=True)
@@ -34,32 +33,17 @@ class StageInputs:
     mesh: Path | None = None
 
 
-@dataclass(frozen=True)
-class StageSpec:
-    """One optimisation stage: its config block, prior, inputs, model factory and exporter."""
+@dataclass(frozen=True, kw_only=True)
+class StageSpec(Stage):
+    """A stage's description plus its model factory, checkpoint loader and exporter."""
 
-    name: str  # also its config block (RunConfig.<name>) and its output folder
-    help: str
-    prior_block: str  # RunConfig field holding the prior: "prior" or "refiner_prior"
-    inputs: tuple[str, ...]  # StageInputs fields it needs
-    previous: str | None  # the stage whose checkpoint is `init`
     build_model: Callable[[RunConfig, StageInputs], StageModel]
     load_trained: Callable[[dict, RunConfig], StageModel]  # the model of a finished checkpoint, eval mode
     export: Callable[[StageModel, RunConfig, StageConfig, Path], dict[str, Path]]
-    config_blocks: tuple[str, ...]  # run-config blocks its result depends on (besides SHARED_BLOCKS)
 
-    def stage_config(self, config: RunConfig) -> StageConfig:
-        return getattr(config, self.name)
-
-    def prior_config(self, config: RunConfig) -> PriorConfig:
-        return getattr(config, self.prior_block)
-
-    def guidance_config(self, config: RunConfig) -> GuidanceConfig:
-        """The guidance block with this stage's per-method changes applied to each method's recipe."""
-        return config.guidance_for(self.stage_config(config))
-
-    def shading_config(self, config: RunConfig) -> ShadingConfig:
-        return config.shading_for(self.stage_config(config))
+    @classmethod
+    def attach(cls, stage: Stage, **parts) -> StageSpec:
+        return cls(**{f.name: getattr(stage, f.name) for f in dataclasses.fields(Stage)}, **parts)
 
     def check_inputs(self, inputs: StageInputs) -> None:
         missing = [name for name in self.inputs if getattr(inputs, name) is None]
@@ -84,18 +68,13 @@ def _trained_mesh(state: dict, config: RunConfig) -> StageModel:
     return TexturedMesh.from_stage2(state, config).eval()
 
 
-STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
-    StageSpec("stage1", "optimise a hash-grid NeRF (stage 1)", "prior", (), None, _nerf, load_nerf,
-              export_previews, ("prior", "volume", "stage1")),
-    StageSpec("stage2", "optimise the extracted mesh (stage 2)", "prior", ("init", "mesh"), "stage1",
-              _mesh_from_stage1, _trained_mesh, export_mesh, ("prior", "rasterizer", "stage2", "export")),
-    StageSpec("stage3", "refine the mesh with the refiner prior and export it (stage 3)", "refiner_prior",
-              ("init",), "stage2", _mesh_from_stage2, _trained_mesh, partial(export_mesh, final=True),
-              ("refiner_prior", "rasterizer", "stage3", "export")),
-)}
-
-
-FINAL_STAGE = list(STAGES)[-1]
+_PARTS = {
+    "stage1": {"build_model": _nerf, "load_trained": load_nerf, "export": export_previews},
+    "stage2": {"build_model": _mesh_from_stage1, "load_trained": _trained_mesh, "export": export_mesh},
+    "stage3": {"build_model": _mesh_from_stage2, "load_trained": _trained_mesh,
+               "export": partial(export_mesh, final=True)},
+}
+STAGES: dict[str, StageSpec] = {name: StageSpec.attach(stage, **_PARTS[name]) for name, stage in DESCRIPTIONS.items()}
 
 
 def get_stage(name: str) -> StageSpec:

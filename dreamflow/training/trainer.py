@@ -12,7 +12,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,11 +25,9 @@ from dreamflow.guidance import Guidance
 from dreamflow.io import load_checkpoint, save_checkpoint
 from dreamflow.priors.base import DiffusionPrior
 from dreamflow.render.cameras import sample_cameras
-from dreamflow.render.volume import box_downsample, choose_shading
+from dreamflow.render.volume import SHADING_MODES, box_downsample, choose_shading
+from dreamflow.stages import Stage
 from dreamflow.training.logger import RunLogger
-
-if TYPE_CHECKING:
-    from dreamflow.training.stages import StageSpec
 
 NAN_INJECTION_ENV = "DREAMFLOW_INJECT_NAN_AT_STEP"  # fault injection for the NaN-guard tests
 FAULT_ENV = "DREAMFLOW_FAULT"  # "[stage:]point:step", e.g. "step:4", "stage2:export:3": SIGKILL there (tests)
@@ -85,7 +83,7 @@ class StageResult:
 class StageTrainer:
     """Optimise `model` with `guidance` for one stage, checkpointing atomically and resuming."""
 
-    def __init__(self, spec: "StageSpec", model: StageModel, prior: DiffusionPrior, guidance: Guidance,
+    def __init__(self, spec: Stage, model: StageModel, prior: DiffusionPrior, guidance: Guidance,
                  config: RunConfig, prompt: str, out_dir: str | Path, logger: RunLogger, seed: int, callback=None):
         self.spec = spec
         self.stage = spec.name
@@ -208,7 +206,7 @@ class StageTrainer:
         self.optimizer.step()
         return {"loss": loss.detach(), "loss_guidance": guided.loss.detach(), **guided.info, **info,
                 **{f"loss_{k}": v.detach() for k, v in regularisers.items()},
-                "opacity": output.opacity.detach().mean(), "shading": ("albedo", "diffuse", "textureless").index(shading)}
+                "opacity": output.opacity.detach().mean(), "shading": SHADING_MODES.index(shading)}
 
     def finish(self) -> None:
         """Call once the stage's exports are written: until then a killed job resumes from the last step."""
@@ -286,7 +284,7 @@ class StageTrainer:
         return StageResult(iterations - resumed, time.time() - start_time, resumed, self.final_path)
 
 
-def build_trainer(spec: "StageSpec", config: RunConfig, prompt: str, out_dir: str | Path, logger: RunLogger,
+def build_trainer(spec: Stage, config: RunConfig, prompt: str, out_dir: str | Path, logger: RunLogger,
                   make_model: Callable[[], StageModel], callback=None) -> StageTrainer:
     """Seed, build the model, then the stage's prior and guidance, and the trainer around them.
 

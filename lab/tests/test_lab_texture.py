@@ -17,7 +17,7 @@ def test_texture_metrics_separate_the_texture_from_the_geometry():
     from dreamflow.geometry.mesh import TexturedMesh
     from dreamflow.training.stages import STAGES, StageInputs
 
-    config = load_config("config/toy.yaml", {"device": "cpu"})
+    config = load_config("config/pipeline/toy.yaml", {"device": "cpu"})
     scene = parse_toy_prompt("a red sphere with blue stripes")
     cameras = held_out_cameras(config.camera, 4)
     truth = render_scene(scene, cameras, 96)

@@ -3,6 +3,9 @@
 # stage rules made, so every (method, variant, prompt, seed, stage) is its own cached job.
 
 
+include: "helpers/compare.smk"
+
+
 localrules:
     race_report,
     recipe_report,
@@ -15,7 +18,7 @@ if TUNING:
 
     rule tuning_pick:
         input:
-            curves=curve_files(grid_entries(), [TUNING["stage"]]),
+            curves=curve_files(PLAN.grid_entries(), [TUNING["stage"]]),
         output:
             pick=pick_file(),
             grid=suite_file("tuning/tuning_grid.csv"),
@@ -37,10 +40,10 @@ if TUNING:
 
 rule race_report:
     input:
-        curves=race_curve_files(),
+        curves=PLAN.race_curve_files(),
         pick=[pick_file()] if TUNING else [],
     output:
-        report=suite_file("race/benchmarks.md"),
+        report=suite_file(RACE_REPORT),
         curves=suite_file("race/convergence_curves.csv"),
     params:
         settings=(f"--iou-threshold {config['race']['iou_threshold']} --colour-threshold {config['race']['colour_threshold']}"
@@ -57,7 +60,7 @@ rule race_report:
     benchmark:
         "benchmarks/{suite}/race_report.tsv"
     shell:
-        "dreamflow compare race --curves {input.curves} --out {output.report} --command {params.command}"
+        "dreamflow compare race --curves {input.curves} --out {output.report} --regenerate {params.command}"
         " {params.settings} {params.tuning} --tuning-text {params.tuning_text} > {log} 2>&1"
 
 
@@ -65,7 +68,7 @@ rule recipe_report:
     input:
         curves=curve_files(suite_entries()),
     output:
-        report=suite_file("recipe/recipe_race.md"),
+        report=suite_file(RECIPE_REPORT),
         csv=suite_file("recipe/recipe_race.csv"),
     params:
         bar=config["recipe"].get("bar", ""),
@@ -80,4 +83,4 @@ rule recipe_report:
         "benchmarks/{suite}/recipe_report.tsv"
     shell:
         "dreamflow compare recipe --curves {input.curves} --out {output.report} --bar {params.bar}"
-        " --candidates {params.candidates} --tolerance {params.tolerance} --command {params.command} > {log} 2>&1"
+        " --candidates {params.candidates} --tolerance {params.tolerance} --regenerate {params.command} > {log} 2>&1"

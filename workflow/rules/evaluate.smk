@@ -1,6 +1,9 @@
 # Per-asset evaluation: CLIP score over rendered views, toy ground-truth metrics, timings, back end.
 
 
+include: "helpers/evaluate.smk"
+
+
 rule evaluate:
     input:
         config=step_config_file("evaluate"),

@@ -2,6 +2,9 @@
 # the 3D viewer and each asset's .glb as scripts, so the page works from file://).
 
 
+include: "helpers/report.smk"
+
+
 localrules:
     summarize,
 

@@ -1,7 +1,12 @@
-# The optimisation stages, one rule each, all from this one definition over the stage table
-# (dreamflow.training.stages.STAGES): stage 1 hash-grid NeRF (paper: 256 px, SD 2.1), stage 2 the
-# extracted mesh (512 px), stage 3 the mesh refined with the refiner prior (SDXL refiner, 1024 px).
-# With `curves.every` set, a stage also scores held-out views every N iterations (curve.csv).
+# The optimisation stages, one rule each, all from this one definition over the stage description
+# (dreamflow/stages.py): stage 1 hash-grid NeRF (paper: 256 px, SD 2.1), stage 2 the extracted mesh
+# (512 px), stage 3 the mesh refined with the refiner prior (SDXL refiner, 1024 px). Every file a
+# stage writes is an output here (its `outputs`), besides its log and prompt (`RECORDS`). With
+# `curves.every` set, a stage also scores held-out views every N iterations (curve.csv).
+
+
+include: "helpers/stages.smk"
+
 
 for _spec in STAGES.values():
 

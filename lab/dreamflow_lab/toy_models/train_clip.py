@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dreamflow.config import CameraConfig
-from dreamflow.evaluate.toy_clip import MODEL_CONFIG, MODEL_NAME
+from dreamflow.evaluate.toy_clip import MODEL_CONFIG, TOY_CLIP_MODEL, TOY_CLIP_WEIGHTS
 
 
 @dataclass
 class ToyCLIPTrainingConfig:
-    output_dir: str = "models/toy-clip"
+    output_dir: str = str(Path(TOY_CLIP_WEIGHTS).parent)  # the evaluation loads it from there
     dataset_cache: str = "models/.cache"  # shared with `train-toy-prior`: the world is rendered once
     seed: int = 0
     views_plain: int = 32  # the same views as the priors' dataset (see ToyPriorTrainingConfig)
@@ -45,10 +45,10 @@ def train_toy_clip(config: ToyCLIPTrainingConfig) -> Path:
     generator = torch.Generator().manual_seed(config.seed)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{MODEL_NAME}.json").write_text(json.dumps(MODEL_CONFIG, indent=2))
-    open_clip.add_model_config(out / f"{MODEL_NAME}.json")
-    model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME)
-    tokenizer = open_clip.get_tokenizer(MODEL_NAME)
+    (out / f"{TOY_CLIP_MODEL}.json").write_text(json.dumps(MODEL_CONFIG, indent=2))
+    open_clip.add_model_config(out / f"{TOY_CLIP_MODEL}.json")
+    model, _, preprocess = open_clip.create_model_and_transforms(TOY_CLIP_MODEL)
+    tokenizer = open_clip.get_tokenizer(TOY_CLIP_MODEL)
     start = time.time()
     scene_views = world_views(config.views_plain, config.views_pattern, config.views_composition)
     dataset = cached_dataset(config.dataset_cache, config.camera, scene_views, (32, 64, 128), config.seed)
@@ -76,10 +76,10 @@ def train_toy_clip(config: ToyCLIPTrainingConfig) -> Path:
         loss.backward()
         optimizer.step()
         schedule.step()
-    path = out / "open_clip_model.safetensors"
+    path = out / Path(TOY_CLIP_WEIGHTS).name
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     (out / "README.md").write_text(
-        f"# dreamflow-toy-clip\n\nTiny open_clip model (config `{MODEL_NAME}.json`) trained contrastively on "
+        f"# {TOY_CLIP_MODEL}\n\nTiny open_clip model (config `{TOY_CLIP_MODEL}.json`) trained contrastively on "
         f"toy-world v2 renders ({len(dataset)} views of {len(scenes)} scenes, {config.scenes_per_batch} scenes "
         f"per batch, random blur to "
         f"{list(config.low_resolutions)} px), {config.steps} steps in {time.time() - start:.0f} s on a 2-core CPU.\n"

@@ -33,7 +33,7 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="+")
-    parser.add_argument("--config", default="config/toy.yaml")
+    parser.add_argument("--config", default="config/pipeline/toy.yaml")
     parser.add_argument("--thresholds", nargs="+", type=float, default=[0.5, 1.0, 2.0, 5.0, 10.0])
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--resolution", type=int, default=64)

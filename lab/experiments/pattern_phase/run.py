@@ -73,11 +73,12 @@ def img2img(pipe, prompts: list[str], images: torch.Tensor, strength: float, see
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="config/toy.yaml")
+    parser.add_argument("--config", default="config/pipeline/toy.yaml")
     parser.add_argument("--prompts", nargs="+", default=list(PROMPTS))
     parser.add_argument("--stage", choices=["stage2", "stage3"], default="stage2",
                         help="stage2: the base prior at 64 px; stage3: the refiner at 128 px")
-X
+    parser.add_argument("--strength", type=float, default=None,
+                        help="img2img strength (default: the stage's APFO t_max)")
     parser.add_argument("--seeds", type=int, default=4, help="draws per view")
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--faint", nargs="*", type=float, default=[],

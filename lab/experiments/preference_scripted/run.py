@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from dreamflow.evaluate.preference import write_tally  # noqa: E402
+from dreamflow.study.preference import write_tally  # noqa: E402
 from tests.browser import chromium  # noqa: E402
 
 HERE = Path(__file__).parent

@@ -40,7 +40,7 @@ def run_suite(prompts: int, cores: int, iterations: int) -> dict:
         env = dict(os.environ, OMP_NUM_THREADS="1", DREAMFLOW_CACHE=str(work / "cache"),
                    PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
         command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
-                   "--cores", str(cores), "--configfile", "config/smoke.yaml", "scaling.yaml", "--quiet"]
+                   "--cores", str(cores), "--configfile", "config/tests/smoke.yaml", "scaling.yaml", "--quiet"]
         begin = time.time()
         result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
         wall = time.time() - begin

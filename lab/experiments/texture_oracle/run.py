@@ -74,7 +74,7 @@ def oracle_fit(model: TexturedMesh, scene, config, iterations: int, seed: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite-dir", default="results/toy/apfo/base")
-    parser.add_argument("--config", default="config/toy.yaml")
+    parser.add_argument("--config", default="config/pipeline/toy.yaml")
     parser.add_argument("--iterations", type=int, default=0, help="oracle-fit iterations; 0: stage 3's own")
     parser.add_argument("--views", type=int, default=16)
     parser.add_argument("--work-dir", default="results/texture_oracle")

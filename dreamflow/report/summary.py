@@ -1,7 +1,7 @@
 """`dreamflow summarize`: suite tables (pandas), R-precision, plots and report.html.
 
 summary.csv keeps the machine names of metrics.json; summary.md and report.html show readable
-names with units and arrows (`metric_names`). The page itself is `report_html`.
+names with units and arrows (`tables`, from `dreamflow.evaluate.metric_names`). The page itself is `page`.
 """
 
 from __future__ import annotations
@@ -15,20 +15,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dreamflow.evaluate.metric_names import (  # noqa: E402
-    ASSET_METRICS,
-    HEADLINE_STAGE_METRICS,
-    STAGE_LABELS,
-    STAGE_METRICS,
-    STAGES,
-    TIMING_METRICS,
-)
+from dreamflow.evaluate.metric_names import ASSET_METRICS, STAGE_METRICS  # noqa: E402
 from dreamflow.io import atomic_write_bytes  # noqa: E402
+from dreamflow.report.page import write_report  # noqa: E402
+from dreamflow.report.tables import COLUMNS, IDENTITY, metric_of, readable_columns  # noqa: E402
+from dreamflow.stages import FINAL_STAGE, STAGES  # noqa: E402
 from dreamflow.training.status import describe, find_failures  # noqa: E402
-
-IDENTITY = ["method", "seed", "prompt", "status"]
-STAGE_COLUMNS = [f"{stage}_{key}" for key in STAGE_METRICS for stage in STAGES] + ["stage3_chamfer"]
-COLUMNS = IDENTITY + ["clip_score", "clip_rank", *STAGE_COLUMNS, *TIMING_METRICS, "seconds_total"]
 
 
 def load_metrics(paths: list[str], labels: list[dict] | None = None) -> pd.DataFrame:
@@ -82,30 +74,6 @@ def method_means(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     return means.reset_index()
 
 
-def readable_columns(headline: bool) -> list[tuple[str, str, str]]:
-    """(machine column, group header, sub-header) of the people-facing tables, in order."""
-    columns = [("clip_score", ASSET_METRICS["clip_score"].header, "")]
-    keys = HEADLINE_STAGE_METRICS if headline else tuple(STAGE_METRICS)
-    for key in keys:
-        columns += [(f"{stage}_{key}", STAGE_METRICS[key].header, STAGE_LABELS[stage]) for stage in STAGES]
-    if headline:
-        columns.append(("stage3_chamfer_relative", STAGE_METRICS["chamfer_relative"].header, "S3"))
-    else:
-        columns.insert(1, ("clip_rank", ASSET_METRICS["clip_rank"].header, ""))
-        columns += [(key, metric.header, "") for key, metric in TIMING_METRICS.items()]
-    columns.append(("seconds_total", ASSET_METRICS["seconds_total"].header, ""))
-    return columns
-
-
-def metric_of(column: str):
-    """The `Metric` that formats a machine column."""
-    if column in ASSET_METRICS:
-        return ASSET_METRICS[column]
-    if column in TIMING_METRICS:
-        return TIMING_METRICS[column]
-    return STAGE_METRICS[column.split("_", 1)[1]]
-
-
 def _markdown(frame: pd.DataFrame, identity: list[tuple[str, str]], columns: list[tuple[str, str, str]]) -> str:
     data = {label: frame[key].astype(str) if key != "seed" else frame[key] for key, label in identity}
     for key, group, sub in columns:
@@ -116,8 +84,6 @@ def _markdown(frame: pd.DataFrame, identity: list[tuple[str, str]], columns: lis
 def summarize_suite(metrics: list[str], out_dir: str | Path, suite: str,
                     labels: list[dict] | None = None) -> dict[str, Path]:
     """summary.csv/.md, plots and report.html (+ report_files/); failed or missing assets stay as rows."""
-    from dreamflow.evaluate.report_html import write_report
-
     out_dir = Path(out_dir)
     frame = load_metrics(metrics, labels)
     table = frame[COLUMNS + ["metrics_file"]].sort_values(["prompt", "seed", "method"]).reset_index(drop=True)
@@ -143,13 +109,13 @@ def summarize_suite(metrics: list[str], out_dir: str | Path, suite: str,
 
 
 def plot_quality_vs_time(table: pd.DataFrame, path: Path) -> None:
-    quality = [c for c in ("clip_score", "stage3_iou") if table[c].notna().any()]
+    quality = [c for c in ("clip_score", f"{FINAL_STAGE}_iou") if table[c].notna().any()]
     fig, axes = plt.subplots(1, max(1, len(quality)), figsize=(4.5 * max(1, len(quality)), 3.4), squeeze=False)
     for ax, column in zip(axes[0], quality or ["clip_score"]):
         for method, group in table.groupby("method"):
             ax.scatter(group["seconds_total"] / 60, group[column], label=method)
         ax.set_xlabel("wall time per asset (min, Snakemake benchmark)")
-        ax.set_ylabel(metric_of(column).header + ("" if column == "clip_score" else " (stage 3)"))
+        ax.set_ylabel(metric_of(column).header + ("" if column == "clip_score" else f" ({STAGES[FINAL_STAGE].label})"))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -158,7 +124,8 @@ def plot_quality_vs_time(table: pd.DataFrame, path: Path) -> None:
 
 
 def plot_metrics_by_stage(table: pd.DataFrame, path: Path) -> None:
-    """One panel per toy metric: each asset across stages 1-3 (thin) and the mean per method (bold)."""
+    """One panel per toy metric: each asset across the stages (thin) and the mean per method (bold)."""
+    positions = list(range(1, len(STAGES) + 1))
     keys = [key for key in STAGE_METRICS if table[[f"{s}_{key}" for s in STAGES]].notna().any().any()]
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(2.9 * max(1, len(keys)), 2.9), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -168,10 +135,10 @@ def plot_metrics_by_stage(table: pd.DataFrame, path: Path) -> None:
             values = group[[f"{s}_{key}" for s in STAGES]].to_numpy(dtype=float) * metric.scale
             colour = colours[i % len(colours)]
             for row in values:
-                ax.plot([1, 2, 3], row, color=colour, alpha=0.3, linewidth=0.8)
-            ax.plot([1, 2, 3], pd.DataFrame(values).mean().to_numpy(), color=colour, marker="o", linewidth=2,
+                ax.plot(positions, row, color=colour, alpha=0.3, linewidth=0.8)
+            ax.plot(positions, pd.DataFrame(values).mean().to_numpy(), color=colour, marker="o", linewidth=2,
                     label=method)
-        ax.set_xticks([1, 2, 3], ["stage 1", "stage 2", "stage 3"])
+        ax.set_xticks(positions, [stage.label for stage in STAGES.values()])
         ax.set_title(metric.header, fontsize=10)
         ax.grid(alpha=0.3)
     if not keys:

@@ -1,5 +1,6 @@
 """Comparisons read from the stages' own quality curves (`curve.csv`, written when a suite asks for
-curves): the convergence race of methods through the same stages, and the fair-tuning pick.
+curves): the curve files, the quality score every comparison ranks by, and the race's entries (the
+fair-tuning pick is `tuning.py`, the race report `report.py`).
 
 Every curve row carries its identity (method, variant, prompt, seed, stage), so a report is a pure
 function of the curve files the workflow lists; nothing here runs a stage.
@@ -62,29 +63,3 @@ def quality_score(curve: pd.DataFrame) -> pd.Series:
     if "clip_score" in curve:
         return 1 - curve["clip_score"] / 100
     raise ValueError("curves have neither toy-world metrics nor a CLIP score to rank by")
-
-
-def final_score(curve: pd.DataFrame) -> float:
-    """What tuning minimises: the quality score at the run's last evaluation."""
-    return float(quality_score(curve.sort_values("step")).iloc[-1])
-
-
-def tuning_table(curves: pd.DataFrame, stage: str) -> pd.DataFrame:
-    """Final score of every tuning run (method, grid point = variant, prompt, seed) at `stage`."""
-    rows = [{"method": method, "point": variant, "prompt": prompt, "seed": seed, "score": final_score(curve)}
-            for (method, variant, prompt, seed), curve in
-            curves[curves["stage"] == stage].groupby(["method", "variant", "prompt", "seed"])]
-    if not rows:
-        raise ValueError(f"no tuning curves at stage {stage!r}")
-    return pd.DataFrame(rows)
-
-
-def tuning_grid(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean final score per method (rows) and grid point (columns), lower is better."""
-    return runs.groupby(["method", "point"])["score"].mean().unstack()
-
-
-def pick(grid: pd.DataFrame, points: dict[str, dict]) -> dict[str, dict]:
-    """Each method's best grid point: {method: {"point": name, "score": mean, "set": its overrides}}."""
-    return {method: {"point": str(row.idxmin()), "score": float(row.min()), "set": dict(points[row.idxmin()])}
-            for method, row in grid.iterrows()}

@@ -21,9 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dreamflow.evaluate.metric_names import METHOD_NAMES
 from dreamflow.io import atomic_write_bytes
+from dreamflow.stages import FINAL_STAGE, STAGES
+from dreamflow.study.page import study_page
 
 REFERENCE = "apfo"
+RESAMPLES = 2000  # bootstrap resamples of the 95 % intervals
 CHOICES = ("left", "tie", "right")
 OUTCOMES = ("win", "tie", "lose")
 DEFAULT_QUESTIONS = {
@@ -41,7 +45,7 @@ class Asset:
     method: str
     prompt: str
     seed: int
-    folder: Path  # results/{suite}/{method}/{slug}/seed{seed}
+    folder: Path  # results/{suite}/{method}/{variant}/{slug}/seed{seed}
     clip_score: float | None
 
 
@@ -70,8 +74,6 @@ def build_study(metrics_files: list[str | Path], study_dir: str | Path, key_path
     finished. Sides are drawn from `random.Random(seed)` (recorded in the key); the page holds
     only opaque asset names, so nothing in it tells the methods apart.
     """
-    from dreamflow.evaluate.study_page import study_page
-
     questions = questions or DEFAULT_QUESTIONS
     assets = {(a.method, a.prompt, a.seed): a for a in load_assets(metrics_files)}
     baselines = sorted({m for m, _, _ in assets} - {reference})
@@ -99,7 +101,7 @@ def build_study(metrics_files: list[str | Path], study_dir: str | Path, key_path
             sides = {}
             for side, asset in (("left", left), ("right", right)):
                 token = _token(study_id, pair_id, side)
-                source = asset.folder / "stage3" / "turntable.gif"
+                source = asset.folder / STAGES[FINAL_STAGE].path("turntable")
                 shutil.copyfile(source, study_dir / "assets" / f"{token}.gif")
                 sides[side] = f"assets/{token}.gif"
             pairs.append({"pair": pair_id, "prompt": prompt, **sides})
@@ -202,7 +204,7 @@ def pairwise_agreement(votes: pd.DataFrame) -> float:
     return float("nan") if total == 0 else agree / total
 
 
-def tally(votes: pd.DataFrame, key: dict, resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+def tally(votes: pd.DataFrame, key: dict, resamples: int = RESAMPLES, seed: int = 0) -> pd.DataFrame:
     """Win / tie / lose percentages of the reference against each baseline (per question), with 95 %
     bootstrap intervals over pairs, vote and pair counts, raters and their agreement."""
     rng = np.random.default_rng(seed)
@@ -220,10 +222,8 @@ def tally(votes: pd.DataFrame, key: dict, resamples: int = 2000, seed: int = 0) 
     return pd.DataFrame(rows)
 
 
-def paper_table(table: pd.DataFrame, key: dict, source: str) -> str:
+def paper_table(table: pd.DataFrame, key: dict, source: str, resamples: int = RESAMPLES) -> str:
     """The tally as the paper's Table 1 (rows: DreamFlow vs. each baseline), in Markdown."""
-    from dreamflow.evaluate.report_html import METHOD_NAMES
-
     reference = METHOD_NAMES.get(key["reference"], key["reference"])
     lines = [f"{source}\n"]
     for question, group in table.groupby("question", sort=False):
@@ -237,7 +237,7 @@ def paper_table(table: pd.DataFrame, key: dict, source: str) -> str:
             lines.append(f"| {METHOD_NAMES.get(row['baseline'], row['baseline'])} | {' | '.join(cells)} | "
                          f"{row['votes']} | {row['pairs']} | {row['raters']} | {agreement} |")
         lines.append("")
-    lines.append("Brackets: 95 % bootstrap interval over pairs (2000 resamples). Agreement: share of rater "
+    lines.append(f"Brackets: 95 % bootstrap interval over pairs ({resamples} resamples). Agreement: share of rater "
                  "pairs giving the same answer, with Krippendorff's alpha (nominal).")
     return "\n".join(lines) + "\n"
 
@@ -248,8 +248,6 @@ def plot_tally(table: pd.DataFrame, key: dict, path: str | Path, title: str) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from dreamflow.evaluate.report_html import METHOD_NAMES
 
     labels = [f"vs {METHOD_NAMES.get(b, b)}" + (f" · {q}" if table['question'].nunique() > 1 else "")
               for b, q in zip(table["baseline"], table["question"])]
@@ -272,7 +270,7 @@ def plot_tally(table: pd.DataFrame, key: dict, path: str | Path, title: str) -> 
 
 
 def write_tally(vote_files: list[str | Path], key_path: str | Path, out_prefix: str | Path,
-                resamples: int = 2000) -> dict[str, Path]:
+                resamples: int = RESAMPLES) -> dict[str, Path]:
     """Tally vote files into `{out_prefix}.csv|.md|.png`; returns the paths."""
     key = json.loads(Path(key_path).read_text())
     votes = read_votes(vote_files, key)
@@ -287,7 +285,7 @@ def write_tally(vote_files: list[str | Path], key_path: str | Path, out_prefix: 
     paths = {"csv": out_prefix.with_suffix(".csv"), "md": out_prefix.with_suffix(".md"),
              "png": out_prefix.with_suffix(".png")}
     atomic_write_bytes(paths["csv"], lambda s: s.write(table.to_csv(index=False).encode()))
-    markdown = f"# Preference study, suite `{key['suite']}`\n\n{paper_table(table, key, source)}"
+    markdown = f"# Preference study, suite `{key['suite']}`\n\n{paper_table(table, key, source, resamples)}"
     atomic_write_bytes(paths["md"], lambda s: s.write(markdown.encode()))
     plot_tally(table, key, paths["png"], source)
     return paths

@@ -13,7 +13,7 @@ icosphere with the extraction's face budget, so no stage-1 result is needed. Wit
 architecture-only prior (`--set prior.architecture_only=true` on a GPU with config/paper.yaml)
 the same command gives the time per asset at the paper's iteration counts.
 
-    python -m dreamflow.benchmarks.throughput --config config/toy.yaml --stage stage1 --method apfo
+    dreamflow perf throughput --config config/pipeline/toy.yaml [--stages stage1] [--set KEY=VALUE]
 """
 
 from __future__ import annotations
@@ -125,11 +125,12 @@ def measure(config_path: str, stage: str, method: str, steps: int = 20, warmup: 
     the method's floor over as many iterations, and count synchronisations per iteration."""
     from dreamflow.config import load_config
     from dreamflow.training.logger import RunLogger
-    from dreamflow.training.stages import STAGES, StageInputs
+    from dreamflow.training.stages import STAGES as SPECS
+    from dreamflow.training.stages import StageInputs
     from dreamflow.training.trainer import build_trainer
 
     config = load_config(config_path, {**(overrides or {}), "guidance.method": method})
-    spec = STAGES[stage]
+    spec = SPECS[stage]
     # Stages that start from an earlier stage's output are timed on a stand-in mesh instead.
     make_model = (lambda: _mesh_model(config)) if spec.inputs else (lambda: spec.build_model(config, StageInputs()))
     with tempfile.TemporaryDirectory() as folder:
@@ -168,14 +169,13 @@ def measure_throughput(config_path: str, stages: tuple[str, ...] | None = None,
                        steps: int = 20, overrides: dict | None = None) -> pd.DataFrame:
     """Every (stage, method) measured in a fresh process; one row each."""
     from dreamflow.guidance import available
-    from dreamflow.training.stages import STAGES
+    from dreamflow.stages import STAGES
 
     rows = []
     for stage in stages or tuple(STAGES):
         for method in available():
-            command = [sys.executable, "-m", "dreamflow.benchmarks.throughput", "--config", str(config_path),
-                       "--stage", stage, "--method", method, "--steps", str(steps),
-                       "--overrides", json.dumps(overrides or {})]
+            command = [sys.executable, "-m", "dreamflow.perf.throughput", "--config", str(config_path),
+                       "--worker", stage, method, "--steps", str(steps), "--overrides", json.dumps(overrides or {})]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"throughput of {stage}/{method} failed:\n{result.stderr[-3000:]}")
@@ -184,18 +184,25 @@ def measure_throughput(config_path: str, stages: tuple[str, ...] | None = None,
     return pd.DataFrame(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from dreamflow.guidance import available
-    from dreamflow.training.stages import STAGES
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """The table of every (stage, method), each measured in its own process (`--worker`: one row, as JSON)."""
+    from dreamflow.config import parse_overrides
+    from dreamflow.stages import STAGES
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default="config/toy.yaml")
-    parser.add_argument("--stage", choices=list(STAGES), required=True)
-    parser.add_argument("--method", choices=available(), required=True)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--overrides", default="{}", help="JSON object of dotted config overrides")
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="config/pipeline/toy.yaml")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    parser.add_argument("--stages", nargs="+", choices=list(STAGES), help="default: every stage")
+    parser.add_argument("--steps", type=int, default=20, help="timed iterations per row")
+    parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)  # JSON, the workers' overrides
+    parser.add_argument("--worker", nargs=2, metavar=("STAGE", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.config, args.stage, args.method, args.steps, overrides=json.loads(args.overrides))))
+    overrides = json.loads(args.overrides) | parse_overrides(args.set)
+    if args.worker:
+        print(json.dumps(measure(args.config, *args.worker, args.steps, overrides=overrides)))
+        return 0
+    table = measure_throughput(args.config, tuple(args.stages or STAGES), args.steps, overrides)
+    print(table.round(3).to_markdown(index=False))
     return 0
 
 

@@ -10,9 +10,9 @@ rewritten, so a check killed part-way keeps what it measured; worker output goes
 Rows of earlier runs (`--merge`, and `OUT/rows.jsonl` itself) are merged into the report, and rows
 already measured on the same GPU are not run again unless `--remeasure`.
 
-    python -m dreamflow.benchmarks.gpu_report --config config/paper.yaml --architecture-only --out-dir OUT --budget-s 420
-    python -m dreamflow.benchmarks.gpu_report --config config/toy.yaml --steps 1 --warmup 1 --out-dir OUT   # CPU rehearsal
-    python -m dreamflow.benchmarks.gpu_report --report-only --out-dir OUT --merge docs/results/gpu_check_rows.jsonl
+    dreamflow perf gpu-report --config config/paper.yaml --architecture-only --out-dir OUT --budget-s 420
+    dreamflow perf gpu-report --config config/pipeline/toy.yaml --steps 1 --warmup 1 --out-dir OUT   # CPU rehearsal
+    dreamflow perf gpu-report --report-only --out-dir OUT --merge docs/results/gpu_check_rows.jsonl
 
 `scripts/gpu_check.sh` runs this after its preflight, the installs and the parity and device tests.
 """
@@ -34,7 +34,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from dreamflow.benchmarks.recipe import MAGIC3D, PROLIFICDREAMER, Recipe
+from dreamflow.compare.recipe import MAGIC3D, PROLIFICDREAMER, Recipe
+from dreamflow.stages import STAGES
 
 BACKEND_SETS = {"cuda": {"nerf.encoding.backend": "auto", "rasterizer": "auto"},
                 "torch": {"nerf.encoding.backend": "torch", "rasterizer": "torch"}}
@@ -42,7 +43,6 @@ BACKEND_SETS = {"cuda": {"nerf.encoding.backend": "auto", "rasterizer": "auto"},
 # al. 2023): 25k NeRF + 15k mesh geometry + 30k texture, VSD. Magic3D (Lin et al. 2023): 5k coarse +
 # 3k fine, SDS (its fine budget split between our two mesh stages, as in the recipe race).
 DREAMFUSION = Recipe("dreamfusion", "sds", (15000, 0, 0))
-STAGE_NAMES = ("stage1", "stage2", "stage3")
 KEY = ("stage", "method", "backends")
 # Goals of the first GPU window: each stage with the CUDA back ends within this factor of the method's
 # floor, and DreamFlow's paper recipe under this many minutes per asset.
@@ -62,13 +62,14 @@ def measure_row(config_path: str, stage: str, method: str, backends: str, steps:
     Steps count from the stage's `shading_start_step`, so stage 1 is timed with its later mix of
     shaded and albedo renders; the warm-up steps also size the renderers' buffers.
     """
-    from dreamflow.benchmarks.throughput import _mesh_model, _timed, floor_step, sync_sites
     from dreamflow.config import load_config
+    from dreamflow.perf.throughput import _mesh_model, _timed, floor_step, sync_sites
     from dreamflow.training.logger import RunLogger
-    from dreamflow.training.stages import STAGES, StageInputs
+    from dreamflow.training.stages import STAGES as SPECS
+    from dreamflow.training.stages import StageInputs
     from dreamflow.training.trainer import build_trainer
 
-    spec = STAGES[stage]
+    spec = SPECS[stage]
     config = load_config(config_path, {**overrides, **BACKEND_SETS[backends], "guidance.method": method})
     stage_config = spec.stage_config(config)
 
@@ -114,7 +115,7 @@ class RowRunner:
     min_row_s: float = 0.0  # a row is started only with at least this long (or the longest row so far) left
     window: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
     on_row: object = None  # called after every row (the report is rewritten there)
-    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "dreamflow.benchmarks.gpu_report"])
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "dreamflow.perf.gpu_report"])
     _process: subprocess.Popen | None = field(default=None, init=False, repr=False)  # the running worker
 
     def run(self, rows: list[tuple[str, str, str]]) -> list[dict]:
@@ -235,7 +236,7 @@ def merged(rows: list[dict]) -> pd.DataFrame:
         key = tuple(row[k] for k in KEY)
         if row.get("status") == "ok" or kept.get(key, {}).get("status") != "ok":
             kept[key] = row
-    order = {stage: i for i, stage in enumerate(STAGE_NAMES)}
+    order = {stage: i for i, stage in enumerate(STAGES)}
     ordered = sorted(kept.values(), key=lambda r: (r["method"] != "apfo", r["method"], order.get(r["stage"], 9),
                                                     r["backends"]))
     return pd.DataFrame(ordered)
@@ -250,7 +251,7 @@ def recipe_times(table: pd.DataFrame, dreamflow_iterations: tuple[int, int, int]
         measured = ok[ok["backends"] == backends].set_index(["stage", "method"])["s_per_it"]
         for recipe in recipes:
             parts = {stage: iterations * measured.get((stage, recipe.method), float("nan"))
-                     for stage, iterations in zip(STAGE_NAMES, recipe.iterations) if iterations}
+                     for stage, iterations in zip(STAGES, recipe.iterations) if iterations}
             rows.append({"recipe": recipe.name, "method": recipe.method, "backends": backends,
                          "iterations": " + ".join(str(i) for i in recipe.iterations if i),
                          **{f"{stage}_min": seconds / 60 for stage, seconds in parts.items()},
@@ -309,10 +310,10 @@ def _goals(table: pd.DataFrame, recipes: pd.DataFrame) -> list[str]:
     """Each stage with the CUDA back ends within FLOOR_GOAL of its floor; DreamFlow under RECIPE_GOAL_MIN."""
     lines = ["## Goals", ""]
     ok = table[(table.get("status") == "ok") & (table.get("backends") == "cuda")] if len(table) else table
-    for stage in STAGE_NAMES:
+    for stage in STAGES:
         rows = ok[ok["stage"] == stage] if len(ok) else ok
         # Only rows where the extensions ran count (a failed build leaves the torch back ends in the cuda set).
-        extension = "hash_grid=tcnn" if stage == "stage1" else "rasterizer=nvdiffrast"
+        extension = "hash_grid=tcnn" if STAGES[stage].model == "nerf" else "rasterizer=nvdiffrast"
         ratios = [r for r, b in zip(rows.get("over_floor", []), rows.get("backend", [])) if extension in str(b)]
         worst = max(ratios) if ratios else None
         lines.append(f"* {stage}, CUDA back ends, within {FLOOR_GOAL}x of the floor: "
@@ -326,12 +327,12 @@ def _goals(table: pd.DataFrame, recipes: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    from dreamflow.config import parse_overrides
     from dreamflow.guidance import available
-    from dreamflow.training.stages import STAGES
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config/paper.yaml")
     parser.add_argument("--architecture-only", action="store_true", help="random-weight full-size priors")
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
@@ -353,9 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--worker", nargs=3, metavar=("STAGE", "METHOD", "BACKENDS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    import yaml
-
-    overrides = json.loads(args.overrides) | {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = json.loads(args.overrides) | parse_overrides(args.set)
     if args.architecture_only:
         overrides |= {"prior.architecture_only": True, "refiner_prior.architecture_only": True}
     if args.worker:
@@ -365,10 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     from dreamflow.config import load_config
 
     config = load_config(args.config, overrides)
-    iterations = tuple(spec.stage_config(config).iterations for spec in STAGES.values())
+    iterations = tuple(stage.stage_config(config).iterations for stage in STAGES.values())
     rows_file = args.out_dir / "rows.jsonl"
     preflight = json.loads(args.preflight.read_text()) if args.preflight and args.preflight.exists() else None
-    shown_command = "python -m dreamflow.benchmarks.gpu_report " + " ".join(argv)
+    shown_command = "dreamflow perf gpu-report " + " ".join(argv)
 
     def report(skipped: list[dict]) -> None:
         rows = load_rows([*args.merge, rows_file])

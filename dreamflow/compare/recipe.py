@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dreamflow.benchmarks.race import quality_score
+from dreamflow.compare.race import quality_score
+
 
 @dataclass(frozen=True)
 class Recipe:

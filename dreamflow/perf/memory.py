@@ -1,6 +1,6 @@
 """Peak GPU memory per stage at config/paper.yaml's settings, estimated from measurements on a CPU.
 
-    python scripts/estimate_memory.py > docs/results/memory.md
+    dreamflow perf memory > docs/results/memory.md
 
 What is measured, and how:
 * weights: parameter counts of the full-size networks (architecture-only) times their dtype's bytes
@@ -23,6 +23,7 @@ buffers at 1024 px.
 
 from __future__ import annotations
 
+import argparse
 import resource
 import sys
 
@@ -129,7 +130,8 @@ def nerf_bytes_at_256() -> tuple[float, float]:
     return peak, peak * (256 / 64) ** 2
 
 
-def main() -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0]).parse_args(argv)
     from dreamflow.priors.architecture import SD21_TEXT, SD21_UNET, SD_VAE, SDXL_REFINER_UNET, SDXL_TEXT_2
 
     nerf_64, nerf_256 = nerf_bytes_at_256()

@@ -1,4 +1,5 @@
-"""2D race: latent images optimised directly by each guidance method, no 3D model in the way.
+"""2D race: latent images optimised directly by each guidance method, no 3D model in the way
+(`dreamflow-lab race-2d`, report: lab/experiments/race2d/README.md).
 
 The experiment a reviewer asked the paper for. V views of one toy prompt start from the latents of
 what a fresh NeRF renders (the grey density blob on white, from V fixed cameras) and are moved by
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from dreamflow.config import load_config
 from dreamflow.evaluate.metrics import clip_similarities_with
+from dreamflow.evaluate.toy_clip import TOY_CLIP_MODEL, TOY_CLIP_WEIGHTS
 from dreamflow.geometry.nerf import NeRFModel
 from dreamflow.guidance import available, make_guidance
 from dreamflow.render.cameras import sample_cameras
@@ -45,8 +47,8 @@ class Race2DConfig:
     iterations: int = 150
     eval_every: int = 10
     tolerance: float = 0.1  # "reached VSD's final quality": distance <= (1 + tolerance) x VSD's final
-    clip_model: str = "dreamflow-toy-clip"
-    clip_pretrained: str = "models/toy-clip/open_clip_model.safetensors"
+    clip_model: str = TOY_CLIP_MODEL
+    clip_pretrained: str = TOY_CLIP_WEIGHTS
     workers: int = 1  # processes running runs side by side (one torch thread each)
 
 
@@ -179,7 +181,7 @@ def race_2d(config_path: str | Path, race: Race2DConfig) -> dict:
 
 
 def write_race_2d_report(result: dict, race: Race2DConfig, out: Path, command: str) -> Path:
-    """docs/results/race2d.md: grid, chosen step sizes, paired table, summary, curves plot."""
+    """The report (lab/experiments/race2d/README.md): grid, chosen step sizes, paired table, summary, curves plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,7 +210,7 @@ def write_race_2d_report(result: dict, race: Race2DConfig, out: Path, command: s
     text = [f"# 2D race: guidance on latent images (no 3D model)\n\nRegenerate: `{command}`\n",
             (__doc__ or "").split("\n\n", 1)[1].strip() + "\n",
             f"Setup: {race.views} views per run, {race.iterations} iterations, optimiser {race.optimizer} on the "
-            f"latents, toy prior `config/toy.yaml` (stage-1 guidance settings: t range, CFG per method's default, "
+            f"latents, toy prior `config/pipeline/toy.yaml` (stage-1 guidance settings: t range, CFG per method's default, "
             f"APFO schedule). Tuning: prompts {list(race.tuning_prompts)}, seeds {list(race.tuning_seeds)}; race: "
             f"prompts {list(race.prompts)}, seeds {list(race.seeds)}.\n",
             "## Tuning grid (mean final distance on held-out prompts/seeds; inf = diverged)\n",

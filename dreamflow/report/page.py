@@ -5,7 +5,7 @@ units, arrows, per-stage columns grouped), plots, then one card per asset (promp
 status, the labelled stage strip with the key metric under each stage, turntable and a 3D viewer
 of its .glb), assets of the same prompt and seed side by side across methods. Wide tables are
 folded. Works from file:// with no network: images are relative links, the 3D viewer and each
-.glb are classic scripts in report_files/ (`dreamflow.evaluate.viewer`).
+.glb are classic scripts in report_files/ (`viewer`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from dreamflow.evaluate.metric_names import ASSET_METRICS, STAGE_METRICS, STAGES, key_metric
-from dreamflow.evaluate.viewer import BUILD_HINT, glb_script, viewer_bundle
+from dreamflow.evaluate.metric_names import ASSET_METRICS, METHOD_NAMES, STAGE_METRICS, key_metric
 from dreamflow.io import atomic_write_bytes
+from dreamflow.report.tables import metric_of, readable_columns
+from dreamflow.report.viewer import BUILD_HINT, glb_script, viewer_bundle
+from dreamflow.stages import FINAL_STAGE, STAGES
 
-METHOD_NAMES = {"apfo": "DreamFlow (APFO)", "sds": "SDS (DreamFusion)", "vsd": "VSD (ProlificDreamer)"}
 SHORT_KEY = {"pattern_error": "pattern", "iou": "IoU"}
 
 STYLE = """
@@ -61,8 +62,6 @@ function open3d(button) {
 
 
 def _fmt(column: str, value) -> str:
-    from dreamflow.evaluate.report import metric_of
-
     return metric_of(column).format(value)
 
 
@@ -105,7 +104,7 @@ def asset_card(row: pd.Series, index: int, page: Path, files: Path, viewer_ready
     parts = [f"<div class=prompt>{html.escape(str(row['prompt']))}</div>", header] if with_prompt else [header]
     if strip.exists():
         key = key_metric(row)
-        labels = (["truth"] if key else []) + [f"stage {i}" for i in (1, 2, 3)]
+        labels = (["truth"] if key else []) + [stage.label for stage in STAGES.values()]
         if key:
             values = ["truth"] + [f"{SHORT_KEY[key]} {STAGE_METRICS[key].format(row.get(f'{s}_{key}'))}"
                                   for s in STAGES]
@@ -115,7 +114,8 @@ def asset_card(row: pd.Series, index: int, page: Path, files: Path, viewer_ready
         parts.append(f"<div class=strip><img src='{_relative(strip, page)}' alt='{' | '.join(labels)}'>"
                      f"<div class=keys>{''.join(f'<span>{html.escape(v)}</span>' for v in values)}</div>"
                      f"<div class=note>{html.escape(note)}</div></div>")
-    turntable, glb = asset / "stage3" / "turntable.gif", asset / "stage3" / "mesh.glb"
+    final = STAGES[FINAL_STAGE]
+    turntable, glb = asset / final.path("turntable"), asset / final.path("mesh")
     picture = (f"<img src='{_relative(turntable, page)}' alt='turntable'>" if turntable.exists()
                else "<span class=note>no turntable</span>")
     if glb.exists() and viewer_ready:
@@ -136,8 +136,6 @@ def asset_card(row: pd.Series, index: int, page: Path, files: Path, viewer_ready
 
 
 def write_report(suite: str, table: pd.DataFrame, per_method: pd.DataFrame, paths: dict[str, Path]) -> None:
-    from dreamflow.evaluate.report import readable_columns
-
     page, files = paths["html"], paths["files"]
     if files.exists():
         shutil.rmtree(files)

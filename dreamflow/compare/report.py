@@ -1,4 +1,4 @@
-"""The race report (benchmarks.md) from the stages' quality curves: tables, paired ratios, plots."""
+"""The race report (race.md) from the stages' quality curves: tables, paired ratios, plots."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from dreamflow.benchmarks.race import BASELINES, RaceSettings, quality_score  # noqa: E402
+from dreamflow.compare.race import BASELINES, RaceSettings, quality_score  # noqa: E402
+from dreamflow.stages import STAGES  # noqa: E402
+
+FIRST_STAGE = next(iter(STAGES))
 
 RUN_KEYS = ["stage", "method", "prompt", "seed"]
 # The paper's speed claim as a target: APFO's iterations to threshold over each baseline's.
@@ -134,7 +137,7 @@ def matched_quality_table(curves: pd.DataFrame, baseline: str = "vsd", tolerance
     return pd.DataFrame(rows)
 
 
-def verdict(ratios: pd.DataFrame, method: str = "apfo", stage: str = "stage1") -> str:
+def verdict(ratios: pd.DataFrame, method: str = "apfo", stage: str = FIRST_STAGE) -> str:
     """Met or missed, and by how much, for the paper's speed target (TARGET_RATIO)."""
     lines = []
     for baseline, target in TARGET_RATIO.items():
@@ -208,9 +211,9 @@ def write_report(curves: pd.DataFrame, race: RaceSettings, out: Path, command: s
     stages = list(dict.fromkeys(curves["stage"]))
     labels, prompts = list(dict.fromkeys(curves["method"])), list(dict.fromkeys(curves["prompt"]))
     seeds = sorted(curves["seed"].unique())
-    parts = [f"# Benchmarks\n\nMeasured on {machine_line()} (each stage run a workflow job with the threads of "
-             f"its rule). Regenerate with:\n\n    {command}\n",
-             "## Convergence race (toy world)\n",
+    parts = [f"# Convergence race\n\nMeasured on {machine_line()} (each stage run a workflow job with the threads "
+             f"of its rule). Regenerate with:\n\n    {command}\n",
+             "## Setup\n",
              f"Methods {', '.join(labels)}; prompts {', '.join(prompts)}; seeds "
              f"{', '.join(map(str, seeds))}. Same seed, same initialisation and same camera/noise generators "
              f"for every method; stages {', '.join(stages)} in sequence (each method's stage 2 starts from its "

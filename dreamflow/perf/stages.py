@@ -4,10 +4,10 @@ With config/paper.yaml and `--architecture-only`, the full-size SD 2.1 and SDXL-
 (random weights, so the assets are noise) run at the paper's render sizes, and what is measured is
 the code path, the peak GPU memory (training and export together) and seconds per iteration after
 the first, from which the time per asset at the paper's iteration counts follows. With
-config/toy.yaml it runs the toy prior's whole schedule on the GPU, for the CPU-vs-GPU comparison.
+config/pipeline/toy.yaml it runs the toy prior's whole schedule on the GPU, for the CPU-vs-GPU comparison.
 
-    python scripts/gpu_stage_check.py --config config/paper.yaml --architecture-only --iterations 4
-    python scripts/gpu_stage_check.py --config config/toy.yaml --prompt "a red sphere with blue stripes"
+    dreamflow perf stages --config config/paper.yaml --architecture-only --iterations 4
+    dreamflow perf stages --config config/pipeline/toy.yaml --prompt "a red sphere with blue stripes" --evaluate
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-STAGES = ("stage1", "stage2", "stage3")
+from dreamflow.stages import EXTRACTED_FROM, EXTRACTION, STAGES
 
 
 def _overrides(args: argparse.Namespace, stage: str) -> dict:
@@ -44,28 +44,28 @@ def run_one(args: argparse.Namespace, stage: str) -> dict:
     from dreamflow.training.stages import StageInputs, run_stage
 
     work = Path(args.work)
+    spec = SPECS[stage]
     config = load_config(args.config, _overrides(args, stage))
-    config_iterations = getattr(load_config(args.config), stage).iterations
-    inputs = {"stage1": StageInputs(), "stage2": StageInputs(work / "stage1" / "ckpt.pt", work / "coarse.obj"),
-              "stage3": StageInputs(work / "stage2" / "ckpt.pt")}[stage]
+    config_iterations = spec.stage_config(load_config(args.config)).iterations
+    inputs = StageInputs(**{name: _input(work, spec, name) for name in spec.inputs})
     stamps: list[float] = []
     cuda = args.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     begin = time.perf_counter()
-    run_stage(SPECS[stage], config, args.prompt, work / stage, RunLogger(work / stage), inputs,
+    run_stage(spec, config, args.prompt, work / stage, RunLogger(work / stage), inputs,
               callback=lambda done, model, seconds: stamps.append(time.perf_counter()))
     if cuda:
         torch.cuda.synchronize()
     total = time.perf_counter() - begin
     extract_seconds = float("nan")
-    if stage == "stage1":
+    if stage == EXTRACTED_FROM:
         start = time.perf_counter()
-        extract_mesh(work / "stage1" / "ckpt.pt", config, work / "coarse.obj")
+        extract_mesh(work / stage / "ckpt.pt", config, work / EXTRACTION.path("mesh"))
         extract_seconds = time.perf_counter() - start
     steps = len(stamps) - 1  # stamps[0] is the untrained model's callback
     per_iteration = (stamps[-1] - stamps[1]) / (steps - 1) if steps > 1 else float("nan")
-    return {"stage": stage, "resolution": getattr(config, stage).resolution, "iterations_run": steps,
+    return {"stage": stage, "resolution": spec.stage_config(config).resolution, "iterations_run": steps,
             "seconds_per_iteration": per_iteration, "first_iteration_seconds": stamps[1] - stamps[0],
             "stage_seconds_with_export": total, "extract_seconds": extract_seconds,
             "config_iterations": config_iterations, "projected_stage_minutes": per_iteration * config_iterations / 60,
@@ -73,8 +73,16 @@ def run_one(args: argparse.Namespace, stage: str) -> dict:
             "device": torch.cuda.get_device_name() if cuda else args.device, "torch": torch.__version__}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _input(work: Path, stage, name: str) -> Path:
+    """Where the earlier steps of this check left a stage's input ("init": the previous checkpoint)."""
+    return work / (f"{stage.previous}/ckpt.pt" if name == "init" else EXTRACTION.path("mesh"))
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    from dreamflow.evaluate.toy_clip import TOY_CLIP_MODEL, TOY_CLIP_WEIGHTS
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config/paper.yaml")
     parser.add_argument("--prompt", default="a DSLR photo of a hamburger")
     parser.add_argument("--method", default="apfo")
@@ -86,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="markdown table to append the rows to")
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--evaluate", action="store_true", help="then score the asset as the suite does")
-    parser.add_argument("--clip-model", default="dreamflow-toy-clip")
-    parser.add_argument("--clip-pretrained", default="models/toy-clip/open_clip_model.safetensors")
+    parser.add_argument("--clip-model", default=TOY_CLIP_MODEL)
+    parser.add_argument("--clip-pretrained", default=TOY_CLIP_WEIGHTS)
     parser.add_argument("--views", type=int, default=4)
     parser.add_argument("--one", choices=STAGES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -98,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for stage in args.stages.split(","):
-        command = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--one", stage]
+        command = [sys.executable, "-m", "dreamflow.perf.stages", *argv, "--one", stage]
         result = subprocess.run(command, check=False, capture_output=True, text=True)
         if result.returncode != 0:
             print(f"{stage} failed:\n{result.stderr[-4000:]}", file=sys.stderr)
@@ -107,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows[-1]), flush=True)
         table = pd.DataFrame(rows).round(3).to_markdown(index=False)
         if args.out:
-            Path(args.out).write_text(f"`{shlex.join(['python', *sys.argv])}`\n\n{table}\n")
+            Path(args.out).write_text(f"`{shlex.join(['dreamflow', 'perf', 'stages', *argv])}`\n\n{table}\n")
     print(table)
     if args.evaluate:
         evaluate(args)
@@ -120,8 +128,9 @@ def evaluate(args: argparse.Namespace) -> None:
     from dreamflow.evaluate.metrics import AssetFiles, evaluate_asset
 
     work = Path(args.work)
-    config = load_config(args.config, _overrides(args, "stage1"))
-    files = AssetFiles({name: work / name / "ckpt.pt" for name in STAGES}, work / "coarse.obj")
+    config = load_config(args.config, _overrides(args, next(iter(STAGES))))
+    files = AssetFiles({name: work / stage.path("ckpt") for name, stage in STAGES.items()},
+                       work / EXTRACTION.path("mesh"))
     metrics = evaluate_asset(config, args.prompt, files, work / "metrics.json", args.clip_model, args.clip_pretrained,
                              args.views, [])
     print(json.dumps({key: value for key, value in metrics.items() if isinstance(value, (int, float))}))
