@@ -127,14 +127,23 @@ def cmd_extract(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from dreamflow.config import ConfigError
     from dreamflow.evaluate.metrics import AssetFiles, evaluate_asset
     from dreamflow.stages import STAGES
 
+    from dreamflow.evaluate.retrieval import ClipModel, RetrievalProtocol
+
+    if len(args.clip_model) != len(args.clip_pretrained):
+        raise ConfigError(f"--clip-model names {len(args.clip_model)} model(s) but --clip-pretrained "
+                          f"{len(args.clip_pretrained)} weights: give one weights file or tag per model, in order")
+    models = tuple(ClipModel(model, pretrained) for model, pretrained in zip(args.clip_model, args.clip_pretrained))
+    protocol = RetrievalProtocol(models, tuple(args.render_modes), args.captions, args.view_elevation,
+                                 args.view_azimuth)
     config = _load_config(args)
     files = AssetFiles({name: Path(getattr(args, name)) for name in STAGES}, Path(args.mesh) if args.mesh else None)
-    metrics = evaluate_asset(config, _prompt(args), files, args.out, args.clip_model,
-                             args.clip_pretrained, args.views, args.benchmarks or [], method=args.method,
-                             variant=args.variant, suite_prompts=args.suite_prompts, detail_views=args.detail_views)
+    metrics = evaluate_asset(config, _prompt(args), files, args.out, models[0].model, models[0].pretrained, args.views,
+                             args.benchmarks or [], method=args.method, variant=args.variant,
+                             suite_prompts=args.suite_prompts, detail_views=args.detail_views, retrieval=protocol)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}))
     return 0
 
@@ -151,7 +160,8 @@ def cmd_preference(args) -> int:
     from dreamflow.study import preference
 
     if args.action == "study":
-        key = preference.build_study(args.metrics, args.out_dir, args.key, args.suite, args.reference, args.seed)
+        key = preference.build_study(args.metrics, args.out_dir, args.key, args.suite, args.reference, args.seed,
+                                     janus=args.janus)
         print(f"{len(key['pairs'])} pairs: {Path(args.out_dir) / 'index.html'} (give raters this folder; "
               f"keep {args.key} for the tally)")
         return 0
@@ -246,6 +256,7 @@ def cmd_prompts(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from dreamflow.config import METHOD_CONFIGS
+    from dreamflow.evaluate.retrieval import DREAM_FIELDS_AZIMUTH, DREAM_FIELDS_ELEVATION, RENDER_MODES
     from dreamflow.evaluate.toy_clip import TOY_CLIP_MODEL, TOY_CLIP_WEIGHTS
     from dreamflow.stages import STAGES
     from dreamflow.study.preference import RESAMPLES
@@ -281,12 +292,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{spec.name}", required=True, help=f"{spec.name} checkpoint")
     p.add_argument("--mesh", help="mesh extracted from stage 1 (coarse.obj; its Chamfer distance on toy prompts)")
     p.add_argument("--variant", default="base", help="name of the suite variant (recorded in metrics.json)")
-    p.add_argument("--clip-model", default=TOY_CLIP_MODEL)
-    p.add_argument("--clip-pretrained", default=TOY_CLIP_WEIGHTS)
+    p.add_argument("--clip-model", nargs="+", default=[TOY_CLIP_MODEL],
+                   help="open_clip models for R-precision; the first also gives the CLIP score")
+    p.add_argument("--clip-pretrained", nargs="+", default=[TOY_CLIP_WEIGHTS],
+                   help="each model's weights file or pretrained tag (openai; none: random weights), in order")
     p.add_argument("--views", type=int, default=8, help="views for the CLIP score")
     p.add_argument("--detail-views", type=int, default=16, help="held-out views of the toy-world metrics")
     p.add_argument("--benchmarks", nargs="*", help="Snakemake benchmark files of this asset's rules")
-    p.add_argument("--suite-prompts", help="the suite's prompt file (CLIP R-precision ranks against these)")
+    retrieval = p.add_argument_group("CLIP R-precision (DreamFusion's protocol, dreamflow/evaluate/retrieval.py)")
+    retrieval.add_argument("--suite-prompts", help="the suite's prompt file (always in the retrieval set)")
+    retrieval.add_argument("--captions", help="caption file to retrieve among, with the suite's prompts "
+                                              "(DreamFusion: Dream Fields' 153 COCO captions); default: the suite's prompts")
+    retrieval.add_argument("--render-modes", nargs="+", default=list(RENDER_MODES), choices=list(RENDER_MODES),
+                           help="colour: the albedo; textureless: the surface shaded with a white albedo")
+    retrieval.add_argument("--view-elevation", type=float, default=DREAM_FIELDS_ELEVATION,
+                           help="elevation (degrees) of the one view rendered (Dream Fields: 45)")
+    retrieval.add_argument("--view-azimuth", type=float, default=DREAM_FIELDS_AZIMUTH,
+                           help="its azimuth (degrees; Dream Fields: 30)")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("summarize", help="aggregate metrics.json files into summary.csv/.md, plots, report.html")
     p.add_argument("--metrics", nargs="+", required=True)
@@ -302,8 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--suite", required=True)
     q.add_argument("--reference", default="apfo", help="the method compared with every other (default apfo)")
     q.add_argument("--seed", type=int, default=0, help="seed of the left/right draw (recorded in the key)")
+    q.add_argument("--no-janus", dest="janus", action="store_false",
+                   help="do not ask, per asset, whether it shows more than one face or front")
     q.set_defaults(func=cmd_preference)
-    q = actions.add_parser("tally", help="merge raters' exported vote files into win/tie/lose percentages")
+    q = actions.add_parser("tally", help="merge raters' exported vote files into win/tie/lose percentages and "
+                                         "each method's Janus rate")
     q.add_argument("votes", nargs="+", help="votes-*.json files exported from the study page")
     q.add_argument("--key", default="study_key.json", help="the study's key (written beside the study folder)")
     q.add_argument("--out", default="preference", help="output prefix: PREFIX.csv, .md (the table), .png")

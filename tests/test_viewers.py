@@ -131,14 +131,21 @@ def test_study_page_scripted_votes_tally_back(browser, compare_suite, tmp_path):
     try:
         driver.get((tmp_path / "study" / "index.html").as_uri())
         driver.find_element("id", "rater").send_keys("tester")
-        for _ in key["pairs"]:  # DreamFlow's side against SDS; tie against VSD
+        for number, _ in enumerate(key["pairs"]):  # DreamFlow's side against SDS; tie against VSD
             pair = key["pairs"][driver.execute_script("return document.body.dataset.pair")]
+            # The optional Janus question, per asset: "no" for DreamFlow's, "yes" for the baseline's; on the
+            # first pair a first answer is taken back by a second click on it.
+            for asset_side in ("left", "right"):
+                if number == 0:
+                    driver.find_element("id", f"janus-{asset_side}-unsure").click()
+                    driver.find_element("id", f"janus-{asset_side}-unsure").click()
+                driver.find_element("id", f"janus-{asset_side}-{'no' if pair[asset_side] == 'apfo' else 'yes'}").click()
             side = "tie" if pair["baseline"] == "vsd" else ("left" if pair["left"] == "apfo" else "right")
             driver.find_element("id", f"choose-overall-{side}").click()
         assert driver.find_element("id", "progress-text").text == f"{len(key['pairs'])} of {len(key['pairs'])} answered"
-        # The last pair shows its answer, and only that one, as chosen.
-        chosen = driver.execute_script("return [...document.querySelectorAll('.answers button.chosen')].length")
-        assert chosen == 1
+        # The last pair shows its answers, and only those, as chosen: the main question's and two Janus ones.
+        chosen = driver.execute_script("return [...document.querySelectorAll('.answers button.chosen')].map(b => b.id)")
+        assert len(chosen) == 3 and sum(c.startswith("janus-") for c in chosen) == 2, chosen
         images = driver.execute_script("return [...document.images].every(i => i.complete && i.naturalWidth > 0)")
         assert images and not console_messages(driver, "SEVERE")
         driver.find_element("id", "export").click()
@@ -149,6 +156,10 @@ def test_study_page_scripted_votes_tally_back(browser, compare_suite, tmp_path):
         driver.quit()
     votes = list(downloads.glob("votes-*.json"))
     assert votes and json.loads(votes[0].read_text())["rater"] == "tester"
+    exported = json.loads(votes[0].read_text())["votes"]
+    janus = [v for v in exported if v["question"] == "janus"]
+    assert len(janus) == 2 * len(key["pairs"]) and {v["choice"] for v in janus} == {"yes", "no"}  # "unsure" taken back
+    assert all(v["side"] in ("left", "right") for v in janus)
     paths = write_tally(votes, tmp_path / "study_key.json", tmp_path / "tally", resamples=200)
     import pandas as pd
 
@@ -156,3 +167,7 @@ def test_study_page_scripted_votes_tally_back(browser, compare_suite, tmp_path):
     assert table.loc["sds", "win_pct"] == 100 and table.loc["sds", "votes"] == 1
     assert table.loc["vsd", "tie_pct"] == 100 and table.loc["vsd", "votes"] == 2
     assert "Votes from the study page: 1 rater(s) (tester)" in Path(paths["md"]).read_text()
+    # Janus rates per method: DreamFlow's 2 assets (the sphere's is in two pairs, counted once) all "no".
+    rates = pd.read_csv(paths["janus"]).set_index("method")
+    assert rates.loc["apfo", "janus_pct"] == 0 and rates.loc["apfo", "assets"] == 2 and rates.loc["apfo", "no"] == 2
+    assert rates.loc["vsd", "janus_pct"] == 100 and rates.loc["vsd", "yes"] == 2 and rates.loc["sds", "yes"] == 1

@@ -57,7 +57,7 @@ def test_paper_dry_run_plans_every_prompt_and_method(tmp_path):
     result, output = snakemake(make_workdir(tmp_path), "-n", "--configfile", "config/paper.yaml")
     assert result.returncode == 0, output[-3000:]
     jobs = planned_jobs(output)
-    assert jobs["stage1"] == jobs["stage2"] == jobs["stage3"] == jobs["evaluate"] == 30
+    assert jobs["stage1"] == jobs["stage2"] == jobs["stage3"] == jobs["evaluate"] == 90  # 10 prompts x 3 methods x 3 seeds
 
 
 def gpu_requests(output: str) -> dict[str, set[int]]:

@@ -32,14 +32,27 @@ class Metric:
         unit = f" ({self.unit})" if self.unit else ""
         return f"{self.label}{unit} {self.arrow}".strip()
 
-    def format(self, value) -> str:
+    def format(self, value, sign: bool = False) -> str:
         try:
             number = float(value)
         except (TypeError, ValueError):
             return "–"
         if number != number:  # NaN: not measured
             return "–"
-        return f"{number * self.scale:.{self.decimals}f}"
+        return f"{number * self.scale:{'+' if sign else ''}.{self.decimals}f}"
+
+    def format_spread(self, mean, sd) -> str:
+        """"mean ± sd" (just the mean where sd is not measured, e.g. one seed)."""
+        text = self.format(mean)
+        spread = self.format(sd)
+        return text if text == "–" or spread == "–" else f"{text} ± {spread}"
+
+    def format_interval(self, mean, low, high) -> str:
+        """A difference with its interval: "+0.05 [+0.01, +0.09]"."""
+        text = self.format(mean, sign=True)
+        if text == "–" or self.format(low) == "–":
+            return text
+        return f"{text} [{self.format(low, sign=True)}, {self.format(high, sign=True)}]"
 
 
 # Per-stage toy ground-truth metrics (`{stage}_{key}` in metrics.json), in the order shown.
@@ -54,8 +67,18 @@ STAGE_METRICS = {
 ASSET_METRICS = {
     "clip_score": Metric("CLIP score", "higher", 1),
     "clip_rank": Metric("CLIP rank", "lower", 0),
-    "r_precision": Metric("R-precision", "higher", 0, "%", 100.0),
+    "r_at_1": Metric("R@1", "higher", 0, "%", 100.0),  # the asset's render retrieves its own caption (0 or 1)
     "seconds_total": Metric("Time", "", 1, "min", 1 / 60),
+}
+
+# A stage's own record of its run (`{stage}_{key}` in metrics.json; dreamflow.training.usage) and
+# Snakemake's peak RSS of its job, for the time and memory table.
+USAGE_METRICS = {
+    "wall_seconds": Metric("Stage wall time", "", 1, "s"),
+    "seconds_per_iteration": Metric("Time per iteration", "", 3, "s"),
+    "peak_gpu_gb": Metric("Peak GPU memory", "", 2, "GB"),
+    "max_rss_gb": Metric("Peak RSS", "", 2, "GB"),
+    "iterations": Metric("Iterations", "", 0),
 }
 
 # Snakemake's `benchmark:` record of each step, in the order the steps run.

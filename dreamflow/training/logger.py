@@ -95,6 +95,8 @@ class RunLogger:
         self._safe(send)
 
     def summary(self, values: dict[str, Any]) -> None:
+        """The run's summary (time, memory, back end): a `summary` event of the local log and the W&B summary."""
+        self.event("summary", int(values.get("iterations", -1)), **values)
         if self.run is not None:
             self._safe(lambda: self.run.summary.update(values))
 

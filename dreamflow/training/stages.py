@@ -21,6 +21,7 @@ from dreamflow.stages import FINAL_STAGE, SHARED_BLOCKS, Stage
 from dreamflow.stages import STAGES as DESCRIPTIONS
 from dreamflow.training.logger import RunLogger
 from dreamflow.training.trainer import StageResult, build_trainer, fault_point
+from dreamflow.training.usage import StageUsage
 
 __all__ = ["FINAL_STAGE", "SHARED_BLOCKS", "STAGES", "StageInputs", "StageSpec", "get_stage", "run_stage"]
 
@@ -86,9 +87,12 @@ def get_stage(name: str) -> StageSpec:
 def run_stage(spec: StageSpec, config: RunConfig, prompt: str, out_dir: str | Path, logger: RunLogger,
               inputs: StageInputs = StageInputs(), callback=None) -> StageResult:
     """Optimise the stage's model for `prompt` (resuming from its checkpoint) and export its files."""
+    from dreamflow.priors.loading import resolve_device
+
     spec.check_inputs(inputs)
     out_dir = Path(out_dir)
     stage = spec.stage_config(config)
+    usage = StageUsage(resolve_device(config.device))  # before the model and prior are built
     trainer = build_trainer(spec, config, prompt, out_dir, logger, lambda: spec.build_model(config, inputs), callback)
     model = trainer.model
     result = trainer.run()
@@ -103,6 +107,7 @@ def run_stage(spec: StageSpec, config: RunConfig, prompt: str, out_dir: str | Pa
     surface = model.to_trimesh()
     if surface is not None:
         summary["faces"] = len(surface.faces)
+    summary |= usage.finish(stage.iterations, result.steps, result.resumed_from, trainer.train_seconds)
     logger.summary(summary)
     trainer.finish()
     return result

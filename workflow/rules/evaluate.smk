@@ -1,4 +1,5 @@
-# Per-asset evaluation: CLIP score over rendered views, toy ground-truth metrics, timings, back end.
+# Per-asset evaluation: CLIP score over rendered views, CLIP R-precision by DreamFusion's protocol (each
+# CLIP model and render mode), toy ground-truth metrics, time and memory per stage, back end.
 
 
 include: "helpers/evaluate.smk"
@@ -9,17 +10,17 @@ rule evaluate:
         config=step_config_file("evaluate"),
         prompt=suite_file("prompts/{slug}.txt"),
         suite_prompts=config["prompts"],
-        clip=local_files(config["evaluate"]["clip_pretrained"]),
+        captions=EVALUATE["captions"] or [],  # missing: an error naming it (`dreamflow prompts fetch` writes it)
+        clip=local_files(*(model["pretrained"] for model in EVALUATE["clip_models"])),
         **evaluate_inputs(),
     output:
         metrics=asset("metrics.json"),
         stages=asset("stages.png"),  # truth | stage 1 | 2 | 3 from two held-out views
     params:
-        clip_model=config["evaluate"]["clip_model"],
-        # The declared weights file when local, else an open_clip pretrained tag (e.g. `openai`).
-        clip_pretrained=lambda wildcards, input: input.clip or config["evaluate"]["clip_pretrained"],
-        views=config["evaluate"]["views"],
-        detail_views=config["evaluate"]["detail_views"],
+        clip=clip_arguments(),
+        retrieval=retrieval_arguments,
+        views=EVALUATE["views"],
+        detail_views=EVALUATE["detail_views"],
     conda:
         CONDA_ENV
     log:
@@ -34,6 +35,6 @@ rule evaluate:
         "OMP_NUM_THREADS={threads} dreamflow evaluate --config {input.config} --prompt-file {input.prompt}"
         " --method {wildcards.method} --variant {wildcards.variant} --seed {wildcards.seed}"
         " " + " ".join(f"--{name} {{input.{name}}}" for name in STAGES) + " --mesh {input.mesh}"
-        " --out {output.metrics} --clip-model {params.clip_model} --clip-pretrained {params.clip_pretrained}"
+        " --out {output.metrics} {params.clip} {params.retrieval}"
         " --views {params.views} --detail-views {params.detail_views}"
         " --suite-prompts {input.suite_prompts} --benchmarks {input.benchmarks} > {log} 2>&1"

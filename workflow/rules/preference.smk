@@ -21,6 +21,7 @@ rule preference_study:
         out_dir=lambda wildcards, output: str(Path(output.page).parent),
         reference=config["preference"]["reference"],
         seed=config["preference"]["seed"],
+        janus="" if config["preference"]["janus"] else "--no-janus",
     conda:
         CONDA_ENV
     log:
@@ -29,7 +30,7 @@ rule preference_study:
         "benchmarks/{suite}/preference_study.tsv"
     shell:
         "dreamflow preference study --suite {wildcards.suite} --out-dir {params.out_dir} --key {output.key}"
-        " --reference {params.reference} --seed {params.seed} --metrics {input} > {log} 2>&1"
+        " --reference {params.reference} --seed {params.seed} {params.janus} --metrics {input} > {log} 2>&1"
 
 
 rule preference_judge:
@@ -42,7 +43,7 @@ rule preference_judge:
         plot=report(suite_file("preference_judge.png"), category="Summary"),
     params:
         margin=config["preference"]["judge_margin"],
-        clip_model=config["evaluate"]["clip_model"],
+        clip_model=config["evaluate"]["clip_models"][0]["model"],
     conda:
         CONDA_ENV
     log:

@@ -1,5 +1,7 @@
-# Suite aggregate: summary.csv (pandas), summary.md, plots and report.html (+ report_files/:
-# the 3D viewer and each asset's .glb as scripts, so the page works from file://).
+# Suite aggregate: summary.csv (pandas, one row per asset), spread.csv (mean ± sd over seeds per method
+# and per prompt), paired.csv (differences between methods with bootstrap intervals), r_precision.csv
+# (per asset, CLIP model and render mode), summary.md, plots and report.html (+ report_files/: the 3D
+# viewer and each asset's .glb as scripts, so the page works from file://).
 
 
 include: "helpers/report.smk"
@@ -15,6 +17,9 @@ rule summarize:
     output:
         csv=report(suite_file("summary.csv"), category="Summary"),
         md=suite_file("summary.md"),
+        spread=suite_file("spread.csv"),
+        paired=suite_file("paired.csv"),
+        r_precision=suite_file("r_precision.csv"),
         html=suite_file("report.html"),
         plot=report(suite_file("quality_vs_time.png"), category="Summary", caption="../report/quality_vs_time.rst"),
         stages_plot=suite_file("metrics_by_stage.png"),

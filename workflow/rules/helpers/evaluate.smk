@@ -1,4 +1,7 @@
 # Helpers of the evaluation rule (workflow/rules/evaluate.smk).
+EVALUATE = config["evaluate"]
+
+
 def evaluate_inputs():
     """Every stage's checkpoint, the extracted mesh, and the timing records of the steps that made the asset."""
     inputs = {name: (lambda wildcards, stage=stage: asset_of(wildcards, stage.name, stage.path("ckpt")))
@@ -8,3 +11,17 @@ def evaluate_inputs():
     inputs["benchmarks"] = lambda wildcards: [made_by(bench(step), dict(wildcards.items()), step)
                                               for step in [*STAGES, EXTRACTION.name]]
     return inputs
+
+
+def clip_arguments():
+    """--clip-model and --clip-pretrained, one entry per model of `evaluate.clip_models`, in order."""
+    models = EVALUATE["clip_models"]
+    return (f"--clip-model {' '.join(shlex.quote(m['model']) for m in models)}"
+            f" --clip-pretrained {' '.join(shlex.quote(m['pretrained']) for m in models)}")
+
+
+def retrieval_arguments(wildcards, input):
+    """The R-precision protocol's flags: render modes, the view, and the caption file when the suite names one."""
+    args = (f"--render-modes {' '.join(EVALUATE['render_modes'])} --view-elevation {EVALUATE['view_elevation']}"
+            f" --view-azimuth {EVALUATE['view_azimuth']}")
+    return args + (f" --captions {shlex.quote(str(input.captions))}" if input.captions else "")

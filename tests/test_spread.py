@@ -1,0 +1,115 @@
+"""Seeds and spread in every suite table: mean ± sd and n over seeds per (prompt, method) and per method,
+paired differences with reproducible bootstrap intervals; the time and memory table from the stages'
+own records; all of them in summary.md, on synthetic metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dreamflow.report import spread
+
+# CLIP score of (method, prompt, seed): apfo is 2 points above sds on every (prompt, seed) but one (+4).
+SCORES = {("apfo", "p", 0): 22.0, ("apfo", "p", 1): 24.0, ("apfo", "q", 0): 30.0, ("apfo", "q", 1): 34.0,
+          ("sds", "p", 0): 20.0, ("sds", "p", 1): 22.0, ("sds", "q", 0): 28.0, ("sds", "q", 1): 30.0}
+
+
+def table(extra=()):
+    rows = [{"method": m, "prompt": p, "seed": s, "status": "ok", "clip_score": v} for (m, p, s), v in SCORES.items()]
+    return pd.DataFrame(rows + list(extra))
+
+
+def test_per_prompt_and_method_over_seeds():
+    frame = spread.per_prompt_method(table(), ["clip_score"]).set_index(["method", "prompt"])
+    assert frame.loc[("apfo", "q"), "mean"] == 32.0 and frame.loc[("apfo", "q"), "n"] == 2
+    assert frame.loc[("apfo", "q"), "sd"] == pytest.approx(math.sqrt(8.0))  # 30, 34: sample sd
+    assert frame.loc[("sds", "p"), "sd"] == pytest.approx(math.sqrt(2.0))
+
+
+def test_per_method_is_over_seeds_of_each_seeds_suite_mean():
+    """apfo's seed 0 scores (22 + 30) / 2 = 26, seed 1 (24 + 34) / 2 = 29: 27.5 ± sd(26, 29), n = 2 seeds.
+    A failed asset (NaN) leaves its seed's mean to the other prompts."""
+    failed = [{"method": "sds", "prompt": "r", "seed": 1, "status": "ok", "clip_score": float("nan")}]
+    frame = spread.per_method(table(failed), ["clip_score"]).set_index("method")
+    assert frame.loc["apfo", "mean"] == pytest.approx(27.5) and frame.loc["apfo", "n"] == 2
+    assert frame.loc["apfo", "sd"] == pytest.approx(np.std([26.0, 29.0], ddof=1))
+    assert frame.loc["sds", "mean"] == pytest.approx(25.0) and frame.loc["sds", "assets"] == 4
+    one_seed = spread.per_method(table()[table()["seed"] == 0], ["clip_score"]).set_index("method")
+    assert one_seed.loc["apfo", "n"] == 1 and math.isnan(one_seed.loc["apfo", "sd"])
+
+
+def test_paired_differences_match_prompt_and_seed_and_are_reproducible():
+    # An unmatched asset (vsd has only one) pairs with nothing of apfo's but its own (prompt, seed).
+    extra = [{"method": "vsd", "prompt": "p", "seed": 0, "status": "ok", "clip_score": 21.0}]
+    first = spread.paired_differences(table(extra), ["clip_score"], resamples=500)
+    again = spread.paired_differences(table(extra), ["clip_score"], resamples=500)
+    pd.testing.assert_frame_equal(first, again)
+    row = first.set_index(["method_a", "method_b"]).loc[("apfo", "sds")]
+    assert row["mean"] == pytest.approx(2.5) and row["n"] == 4  # differences 2, 2, 2, 4
+    assert 2.0 <= row["low"] <= row["mean"] <= row["high"] <= 4.0 and row["low"] < row["high"]
+    assert first.set_index(["method_a", "method_b"]).loc[("apfo", "vsd"), "n"] == 1
+    assert list(zip(first["method_a"], first["method_b"])) == [("apfo", "sds"), ("apfo", "vsd"), ("sds", "vsd")]
+
+
+def test_bootstrap_interval_covers_a_known_mean():
+    rng = np.random.default_rng(0)
+    values = np.random.default_rng(1).normal(1.0, 1.0, size=400)
+    low, high = spread.bootstrap_mean_interval(values, rng, 2000)
+    half = 1.96 / math.sqrt(400)  # the normal approximation of the 95 % interval's half-width
+    assert low < values.mean() < high and (high - low) / 2 == pytest.approx(half, rel=0.15)
+
+
+def _metrics_file(folder, method, prompt, seed, clip, hit, stage_seconds):
+    from dreamflow.prompts import slugify
+
+    path = folder / method / slugify(prompt) / f"seed{seed}" / "metrics.json"
+    path.parent.mkdir(parents=True)
+    data = {"prompt": prompt, "method": method, "seed": seed, "status": "ok", "clip_score": clip, "r_at_1": hit,
+            "seconds_total": 60.0, "device": "AMD EPYC 7B13"}
+    for i, stage in enumerate(("stage1", "stage2", "stage3")):
+        data |= {f"{stage}_wall_seconds": stage_seconds * (i + 1), f"{stage}_seconds_per_iteration": 0.1 * (i + 1),
+                 f"{stage}_peak_gpu_gb": float("nan"), f"{stage}_max_rss_gb": 1.5, f"{stage}_iterations": 10,
+                 f"{stage}_device": "AMD EPYC 7B13", f"seconds_{stage}": stage_seconds * (i + 1) + 5}
+    data["r_precision"] = {"description": "retrieval among the suite's own 2 prompts", "captions": {"count": 2},
+                           "models": ["m:w"], "modes": ["colour"], "view": {"elevation": 45.0, "azimuth": 30.0},
+                           "results": [{"clip": "m:w", "mode": "colour", "rank": 2 - hit, "hit": hit,
+                                        "clip_score": clip, "retrieved": "x"}]}
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_summary_tables_give_spread_pairs_r_precision_and_time_per_stage(tmp_path):
+    from dreamflow.report.summary import summarize_suite
+
+    files = [_metrics_file(tmp_path, m, p, s, v, int(m == "apfo" or s == 0), 10.0 + s)
+             for (m, p, s), v in SCORES.items()]
+    paths = summarize_suite(files, tmp_path / "out", "toy")
+    markdown = paths["md"].read_text()
+    per_method = section_rows(markdown, "Per method")
+    assert per_method[0]["Method"] == "DreamFlow (APFO)" and per_method[0]["Seeds (n)"] == "2"
+    assert per_method[0]["CLIP score ↑"] == "27.5 ± 2.1" and per_method[1]["R@1 (%) ↑"] == "50 ± 71"
+    paired = section_rows(markdown, "Paired differences between methods")[0]
+    assert paired["Difference"] == "DreamFlow (APFO) − SDS (DreamFusion)" and paired["Pairs (n)"] == "4"
+    assert paired["CLIP score ↑"].startswith("+2.5 [+2.0, ")  # differences 2, 2, 2, 4
+    assert "retrieval among the suite's own 2 prompts (chance 50 %); CLIP m:w; renders colour." in markdown
+    assert [row["m:w · colour"] for row in section_rows(markdown, "CLIP R-precision")] == ["100 ± 0", "50 ± 71"]
+    # Time and memory: stage 2 took 20 s (seed 0) and 22 s (seed 1) of wall time on the named CPU.
+    stage2 = next(row for row in section_rows(markdown, "Time and memory per stage")
+                  if row["Method"] == "DreamFlow (APFO)" and row["Stage"] == "stage 2")
+    assert stage2["Device"] == "AMD EPYC 7B13" and stage2["n"] == "4" and stage2["Stage wall time (s)"] == "21.0 ± 1.2"
+    assert stage2["Time per iteration (s)"] == "0.200 ± 0.000" and stage2["Peak GPU memory (GB)"] == "–"
+    long = pd.read_csv(paths["spread"])
+    assert set(long["prompt"]) == {"(all prompts)", "p", "q"} and {"mean", "sd", "n"} <= set(long.columns)
+    assert len(pd.read_csv(paths["r_precision"])) == 8 and len(pd.read_csv(paths["paired"])) == 3
+
+
+def section_rows(markdown: str, heading: str) -> list[dict[str, str]]:
+    """The first Markdown table under `## heading`, as rows of header -> cell text."""
+    section = markdown.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    return [dict(zip(cells[0], row)) for row in cells[2:]]
