@@ -8,7 +8,7 @@ rule evaluate:
     input:
         config=step_config_file("evaluate"),
         prompt=suite_file("prompts/{slug}.txt"),
-        suite_prompts=config["prompts"],
+        suite_prompts=lambda wildcards: prompt_file_of(wildcards.slug),  # its group's file in a suite of groups
         clip=local_files(config["evaluate"]["clip_pretrained"]),
         **evaluate_inputs(),
     output:
