@@ -247,10 +247,50 @@ def cmd_perf(args) -> int:
 
 
 def cmd_prompts(args) -> int:
-    from dreamflow.prompts import prompt_table
+    from dreamflow.prompts import SOURCES, fetch_prompts, read_prompt_entries
 
-    for slug, prompt in prompt_table(args.file).items():
-        print(f"{slug}\t{prompt}")
+    if args.action == "fetch":
+        print(json.dumps(fetch_prompts(args.name, args.out, args.from_file)))
+    elif args.action == "check":
+        for prompt in read_prompt_entries(args.file):
+            print(f"{prompt.id}\t{prompt.slug}\t{prompt.text}")
+    else:
+        for source in SOURCES.values():
+            pin = f"sha256 {source.sha256}" if source.sha256 else f"parsed list sha256 {source.list_sha256}"
+            print(f"{source.name}\t{source.count}\t{source.title}\n\t{source.url}\n\t{pin}; licence: {source.licence}")
+    return 0
+
+
+def cmd_export_views(args) -> int:
+    """A finished asset's renders in an evaluator's layout, filed under its method, prompt id and seed."""
+    from dreamflow.config import load_config
+    from dreamflow.export.views import LAYOUTS, ViewExportError, check_final_checkpoint, export_layout_views, layout_folder
+    from dreamflow.io import load_checkpoint
+    from dreamflow.priors.loading import resolve_device
+    from dreamflow.prompts import read_prompt_entries
+
+    config = load_config(args.config)
+    state = load_checkpoint(args.ckpt)
+    check_final_checkpoint(state, args.ckpt)
+    prompt = state.get("prompt", "")
+    prompt_id = args.prompt_id
+    if args.prompts:
+        ids = {entry.text: entry.id for entry in read_prompt_entries(args.prompts)}
+        if prompt not in ids:
+            raise ViewExportError(f"the checkpoint's prompt {prompt!r} is not in {args.prompts}")
+        if prompt_id is not None and str(prompt_id) != ids[prompt]:
+            raise ViewExportError(f"--prompt-id {prompt_id} does not match {args.prompts}, where the checkpoint's "
+                                  f"prompt {prompt!r} has id {ids[prompt]}")
+        prompt_id = ids[prompt]
+    if prompt_id is None:
+        raise ViewExportError("the layout files an asset by its prompt id: pass --prompt-id ID, or --prompts FILE "
+                              "(the suite's prompt file, where the checkpoint's prompt is looked up)")
+    method = args.method or state["config"]["guidance"]["method"]
+    seed = args.seed if args.seed is not None else state["config"]["seed"]
+    folder = layout_folder(args.out, method, prompt_id, seed)
+    report = export_layout_views(state, config, folder, LAYOUTS[args.layout], args.resolution,
+                                 resolve_device(config.device))
+    print(json.dumps({"prompt": prompt, "prompt_id": str(prompt_id), **report}))
     return 0
 
 
@@ -258,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dreamflow.config import METHOD_CONFIGS
     from dreamflow.evaluate.retrieval import DREAM_FIELDS_AZIMUTH, DREAM_FIELDS_ELEVATION, RENDER_MODES
     from dreamflow.evaluate.toy_clip import TOY_CLIP_MODEL, TOY_CLIP_WEIGHTS
-    from dreamflow.stages import STAGES
+    from dreamflow.export.views import GPTEVAL3D, LAYOUTS
+    from dreamflow.prompts import SOURCES
+    from dreamflow.stages import FINAL_STAGE, STAGES
     from dreamflow.study.preference import RESAMPLES
 
     parser = argparse.ArgumentParser(prog="dreamflow", description=__doc__)
@@ -387,14 +429,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=list(PERF_ACTIONS))
     p.add_argument("arguments", nargs=argparse.REMAINDER, help="the action's own options")
     p.set_defaults(func=cmd_perf)
-    p = sub.add_parser("prompts", help="validate a prompt file and list slug<TAB>prompt")
-    p.add_argument("file")
+    p = sub.add_parser("prompts", help="prompt files: fetch a public benchmark suite by name, check a file, list "
+                                       "the suites")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("fetch", help="download a public suite (pinned commit, sha256-checked, cached) and write "
+                                         "it as a prompt file of ID<TAB>prompt lines")
+    q.add_argument("name", choices=list(SOURCES), help="the suite (`dreamflow prompts sources` lists them)")
+    q.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="read a copy of the source file instead of downloading it (checked the same way)")
+    q.add_argument("--out", help="the prompt file to write (default prompts/NAME.txt)")
+    q = actions.add_parser("check", help="validate a prompt file and list id<TAB>slug<TAB>prompt")
+    q.add_argument("file")
+    actions.add_parser("sources", help="the suites `fetch` knows: count, source URL and pin")
     p.set_defaults(func=cmd_prompts)
+    p = sub.add_parser("export-views", help="render a finished asset in an evaluator's layout (GPTEval3D: 120 "
+                                            "threestudio test views, rgb_<i>.png and normal_<i>.png)")
+    p.add_argument("--layout", required=True, choices=list(LAYOUTS))
+    p.add_argument("--config", help="run config YAML (or workflow config with a `pipeline:` block)")
+    p.add_argument("--ckpt", required=True, help=f"the asset's {FINAL_STAGE} checkpoint ({FINAL_STAGE}/ckpt.pt)")
+    p.add_argument("--out", required=True, help="the layout's root: views go to OUT/methods/METHOD/PROMPT_ID/SEED/")
+    p.add_argument("--resolution", type=int, default=GPTEVAL3D.resolution, help="render size in pixels (square)")
+    p.add_argument("--prompt-id", help="the prompt's id in its suite (GPTEval3D: the index in prompts.json)")
+    p.add_argument("--prompts", metavar="FILE", help="the suite's prompt file: the checkpoint's prompt is looked up "
+                                                     "there for its id (and checked against --prompt-id)")
+    p.add_argument("--method", help="the method's folder name (default: the checkpoint's guidance method)")
+    p.add_argument("--seed", type=int, help="the seed's folder name (default: the checkpoint's seed)")
+    p.set_defaults(func=cmd_export_views)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from dreamflow.config import ConfigError
+    from dreamflow.export.views import ViewExportError
     from dreamflow.geometry.mesh import EmptyMeshError
     from dreamflow.io import CorruptCheckpointError
     from dreamflow.priors.base import ModelNotFoundError
@@ -405,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, ModelNotFoundError, PromptFileError, CorruptCheckpointError, EmptyMeshError,
-            StudyError, FileNotFoundError) as error:
+            StudyError, ViewExportError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -7,7 +7,9 @@ declared in the suite config (`variants:`), each a wildcard of every output path
 points are variants too. A variant that `starts_at` a later stage reuses the earlier steps of the
 variant it comes `from`, which is allowed only when its overrides leave those steps unchanged.
 Suites, races, tuning grids, recipe races and seed sweeps are all methods x prompts x seeds x
-variants, plus the report rules their config asks for.
+variants, plus the report rules their config asks for. Each prompt carries its id and group
+(`dreamflow.prompts.Prompt`); a suite that asks for an evaluator's view layout (`export_views.layouts`)
+gets each asset's views filed by prompt id (`views_folder`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 from typing import Any, Iterable
 
 from dreamflow.config import ConfigError, load_config_data, method_names, to_dict
+from dreamflow.prompts import Prompt
 from dreamflow.stages import EXTRACTION, FINAL_STAGE, STAGES, step_position
 
 Entry = tuple[str, str, str, Any]  # (method, variant, slug, seed)
@@ -26,7 +29,7 @@ class SuitePlan:
     """The plan of one workflow config. Raises ValueError, naming the key, for a plan that cannot run."""
 
     def __init__(self, config: dict, pipeline_data: dict, prompts: dict[str, str],
-                 tuning_prompts: dict[str, str] | None = None):
+                 tuning_prompts: dict[str, str] | None = None, prompt_entries: dict[str, Prompt] | None = None):
         self.config = config
         self.suite = config["suite"]
         self.methods = list(config["methods"])
@@ -35,6 +38,11 @@ class SuitePlan:
         self.reports = config["reports"]
         self.tuning = config.get("tuning")
         self.prompts = dict(prompts)
+        # slug -> Prompt (text, id, group); without entries, ids are the prompts' positions, in one group.
+        self.prompt_entries = dict(prompt_entries or {slug: Prompt(text, str(i)) for i, (slug, text)
+                                                      in enumerate(self.prompts.items())})
+        self.slug_of_id = {entry.id: slug for slug, entry in self.prompt_entries.items()}
+        self.layouts = list((config.get("export_views") or {}).get("layouts") or [])
         self.tuning_prompts = dict(tuning_prompts or {})
         self.pipeline_data = pipeline_data
         self.pipeline_overrides = dict(config.get("pipeline_overrides") or {})
@@ -60,6 +68,12 @@ class SuitePlan:
         shared = sorted(set(self.prompts) & set(self.tuning_prompts))
         if shared:
             raise ValueError(f"tuning prompts must be held out from the suite's prompts; both hold {shared}")
+        if set(self.prompt_entries) != set(self.prompts):
+            raise ValueError("the prompt entries and the prompt table hold different prompts")
+        groups = sorted({entry.group for entry in self.prompt_entries.values()})
+        if self.layouts and len(self.slug_of_id) < len(self.prompt_entries):
+            raise ValueError(f"export_views.layouts {self.layouts} file each asset by its prompt id, but the suite's "
+                             f"groups {groups} share ids: give such a suite one prompt file")
 
     def _variant_table(self) -> tuple[dict[str, dict], list[str], list[str]]:
         """name -> {set, methods, starts_at, from}: the suite's variants, then the tuning grid's points."""
@@ -141,6 +155,24 @@ class SuitePlan:
         """results/{suite}/NAME"""
         return os.path.join(self.config["results_dir"], "{suite}", name)
 
+    def views_root(self, layout: str) -> str:
+        """results/{suite}/LAYOUT/{variant}: a layout's root per variant (GPTEval3D's tournament folder)."""
+        return os.path.join(self.config["results_dir"], "{suite}", layout, "{variant}")
+
+    def views_folder(self, layout: str) -> str:
+        """ROOT/methods/{method}/{prompt_id}/{seed}: where one asset's views lie in the layout (wildcards left in)."""
+        return os.path.join(self.views_root(layout), "methods", "{method}", "{prompt_id}", "{seed}")
+
+    def views_files(self, entries: list[Entry]) -> list[str]:
+        """Every layout's folder of each entry's views."""
+        folders = []
+        for layout in self.layouts:
+            for method, variant, slug, seed in entries:
+                folders.append(self.views_folder(layout).format(
+                    suite=self.suite, variant=variant, method=method, prompt_id=self.prompt_entries[slug].id,
+                    seed=seed))
+        return folders
+
     def entries(self, variants: Iterable[str], prompts: Iterable[str], seeds: Iterable) -> list[Entry]:
         """(method, variant, slug, seed) of every asset of `variants` (each variant's own methods)."""
         return [(method, variant, slug, seed) for variant in variants for method in self.variants[variant]["methods"]
@@ -178,7 +210,7 @@ class SuitePlan:
         return os.path.join(self.config["results_dir"], self.suite, name)
 
     def targets(self) -> list[str]:
-        """Every asset's final mesh (and metrics, curves) and the reports: a deleted output is re-made."""
+        """Every asset's final mesh (and metrics, curves, layout views) and the reports: a deleted output is re-made."""
         targets = [self.entry_path(e, STAGES[FINAL_STAGE].path("mesh")) for e in self.suite_entries()]
         if "summary" in self.reports:
             targets += [self.entry_path(e, "metrics.json") for e in self.suite_entries()]
@@ -187,6 +219,7 @@ class SuitePlan:
                 targets += [self.report_file(name) for name in STUDY_FILES]
         if self.curves["every"]:
             targets += self.curve_files(self.suite_entries())
+        targets += self.views_files(self.suite_entries())
         if "race" in self.reports:
             targets.append(self.report_file(RACE_REPORT))
         if "recipe" in self.reports:

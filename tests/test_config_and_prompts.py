@@ -78,9 +78,8 @@ def test_the_toy_clip_is_one_default_everywhere():
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     evaluate = schema["properties"]["evaluate"]["properties"]
-    assert (evaluate["clip_model"]["default"], evaluate["clip_pretrained"]["default"]) == (TOY_CLIP_MODEL,
-                                                                                           TOY_CLIP_WEIGHTS)
+    assert evaluate["clip_models"]["default"] == [{"model": TOY_CLIP_MODEL, "pretrained": TOY_CLIP_WEIGHTS}]
     args = build_parser().parse_args(["evaluate", "--prompt", "a red cube", "--out", "m.json", "--stage1", "a",
                                       "--stage2", "b", "--stage3", "c"])
-    assert (args.clip_model, args.clip_pretrained) == (TOY_CLIP_MODEL, TOY_CLIP_WEIGHTS)
+    assert (args.clip_model, args.clip_pretrained) == ([TOY_CLIP_MODEL], [TOY_CLIP_WEIGHTS])
     assert (ROOT / TOY_CLIP_WEIGHTS).exists()

@@ -12,21 +12,24 @@ from snakemake.utils import validate
 
 from dreamflow.config import method_names, read_config_data, to_dict
 from dreamflow.planner import TUNING_PICK, SuitePlan
-from dreamflow.prompts import prompt_table
-from dreamflow.stages import CURVE, EXTRACTED_FROM, EXTRACTION, STAGES
+from dreamflow.prompts import prompt_table, suite_prompts
+from dreamflow.stages import CURVE, EXTRACTED_FROM, EXTRACTION, FINAL_STAGE, STAGES
 
 validate(config, "../schemas/config.schema.yaml")
 
 SUITE = config["suite"]
 RESULTS = config["results_dir"]
 STAGE_ORDER = list(STAGES)
-PROMPTS = prompt_table(config["prompts"])  # slug -> prompt; errors name the bad line
+# slug -> Prompt (text, id, group) from one prompt file or a mapping group -> file; errors name the bad
+# line, and a missing public suite's file names the command that fetches it.
+PROMPT_ENTRIES = suite_prompts(config["prompts"])
+PROMPTS = {slug: entry.text for slug, entry in PROMPT_ENTRIES.items()}
 TUNING = config.get("tuning")
 TUNING_PROMPTS = prompt_table(TUNING["prompts"]) if TUNING else {}
 ALL_PROMPTS = {**PROMPTS, **TUNING_PROMPTS}
 # The run config's data: the inline `pipeline:` block, else the `pipeline_config` file (or its `pipeline:` block).
 PIPELINE_DATA = config.get("pipeline") or read_config_data(config["pipeline_config"])
-PLAN = SuitePlan(config, PIPELINE_DATA, PROMPTS, TUNING_PROMPTS)
+PLAN = SuitePlan(config, PIPELINE_DATA, PROMPTS, TUNING_PROMPTS, PROMPT_ENTRIES)
 PIPELINE_OVERRIDES = PLAN.pipeline_overrides
 RUN_CONFIG = PLAN.run_config
 STEP_BLOCKS = PLAN.step_blocks
@@ -68,12 +71,19 @@ def asset_of(wildcards, step, name):
     return made_by(asset(name), dict(wildcards.items()), step)
 
 
+def prompt_file_of(slug):
+    """The prompt file (of its group) that holds the prompt `slug`."""
+    spec = config["prompts"]
+    return spec if isinstance(spec, str) else spec[PROMPT_ENTRIES[slug].group]
+
+
 wildcard_constraints:
     suite=r"[A-Za-z0-9_.-]+",
     method="|".join(method_names()),
     variant="|".join(re.escape(name) for name in VARIANTS),
     slug=r"[a-z0-9-]+",
     seed=r"\d+",
+    prompt_id=r"\d+",
 
 
 # -- inputs of every step -------------------------------------------------------------------------
