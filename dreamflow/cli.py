@@ -51,12 +51,12 @@ def _add_config_arguments(parser: argparse.ArgumentParser, out_help: str) -> Non
 
 
 def _add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
-    from dreamflow.guidance import available
+    from dreamflow.config import method_names
 
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--prompt", help="the text prompt")
     group.add_argument("--prompt-file", help="file holding the prompt (safe for any characters)")
-    parser.add_argument("--method", choices=available(), help="guidance method (overrides config)")
+    parser.add_argument("--method", choices=method_names(), help="guidance method (overrides config)")
     parser.add_argument("--seed", type=int, help="random seed (overrides config)")
 
 
@@ -131,7 +131,7 @@ def cmd_evaluate(args) -> int:
     from dreamflow.evaluate.metrics import AssetFiles, evaluate_asset
     from dreamflow.stages import STAGES
 
-    from dreamflow.evaluate.retrieval import ClipModel, RetrievalProtocol
+    from dreamflow.evaluate.protocol import ClipModel, RetrievalProtocol
 
     if len(args.clip_model) != len(args.clip_pretrained):
         raise ConfigError(f"--clip-model names {len(args.clip_model)} model(s) but --clip-pretrained "
@@ -264,7 +264,8 @@ def cmd_prompts(args) -> int:
 def cmd_export_views(args) -> int:
     """A finished asset's renders in an evaluator's layout, filed under its method, prompt id and seed."""
     from dreamflow.config import load_config
-    from dreamflow.export.views import LAYOUTS, ViewExportError, check_final_checkpoint, export_layout_views, layout_folder
+    from dreamflow.export.layouts import LAYOUTS, ViewExportError
+    from dreamflow.export.views import check_final_checkpoint, export_layout_views, layout_folder
     from dreamflow.io import load_checkpoint
     from dreamflow.priors.loading import resolve_device
     from dreamflow.prompts import read_prompt_entries
@@ -296,9 +297,9 @@ def cmd_export_views(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from dreamflow.config import METHOD_CONFIGS
-    from dreamflow.evaluate.retrieval import DREAM_FIELDS_AZIMUTH, DREAM_FIELDS_ELEVATION, RENDER_MODES
+    from dreamflow.evaluate.protocol import DREAM_FIELDS_AZIMUTH, DREAM_FIELDS_ELEVATION, RENDER_MODES
     from dreamflow.evaluate.toy_clip import TOY_CLIP_MODEL, TOY_CLIP_WEIGHTS
-    from dreamflow.export.views import GPTEVAL3D, LAYOUTS
+    from dreamflow.export.layouts import GPTEVAL3D, LAYOUTS
     from dreamflow.prompts import SOURCES
     from dreamflow.stages import FINAL_STAGE, STAGES
     from dreamflow.study.preference import RESAMPLES
@@ -458,22 +459,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors a user can act on: printed as one line with exit status 2 instead of a traceback."""
     from dreamflow.config import ConfigError
-    from dreamflow.export.views import ViewExportError
+    from dreamflow.export.layouts import ViewExportError
     from dreamflow.geometry.mesh import EmptyMeshError
     from dreamflow.io import CorruptCheckpointError
     from dreamflow.priors.base import ModelNotFoundError
     from dreamflow.prompts import PromptFileError
     from dreamflow.study.preference import StudyError
 
+    return (ConfigError, ModelNotFoundError, PromptFileError, CorruptCheckpointError, EmptyMeshError, StudyError,
+            ViewExportError, FileNotFoundError)
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ModelNotFoundError, PromptFileError, CorruptCheckpointError, EmptyMeshError,
-            StudyError, ViewExportError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:
+        # Imported only on failure: the error classes' modules import torch, which most commands never need.
+        if isinstance(error, user_errors()):
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 class CorruptCheckpointError(RuntimeError):
     """A checkpoint exists but cannot be read."""
@@ -38,11 +36,15 @@ def atomic_write_bytes(path: str | Path, write, before_rename=None) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path, before_rename=None) -> None:
+    import torch  # here, not at the top: reports and the study write files through this module without torch
+
     atomic_write_bytes(path, lambda stream: torch.save(state, stream), before_rename)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint; a missing or damaged file is a clear error naming it and what to do."""
+    import torch
+
     if not Path(path).exists():
         raise CorruptCheckpointError(f"checkpoint '{path}' does not exist: run the stage that writes it first")
     try:

@@ -186,6 +186,19 @@ def test_planning_the_workflow_imports_neither_torch_nor_the_models():
     assert done.stdout.strip() == "[]", done.stdout
 
 
+def test_the_command_line_answers_without_torch():
+    """`dreamflow --help`, and building every subcommand's parser, load no torch: the workflow's report,
+    study and comparison jobs start in a second, not in the seconds torch takes to import."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom dreamflow.cli import build_parser\nparser = build_parser()\n"
+             "for name, sub in parser._subparsers._group_actions[0].choices.items(): sub.format_help()\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'trimesh', 'diffusers')))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
 def test_unknown_method_is_a_config_error_listing_the_registry():
     with pytest.raises(ConfigError, match=r"guidance.method.*'nope'.*\['apfo', 'sds', 'vsd'"):
         load_config("config/pipeline/toy.yaml", {"guidance.method": "nope"})

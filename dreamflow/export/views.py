@@ -23,7 +23,6 @@ coverage (`torch.lerp(zeros, (n + 1) / 2, mask)`), so the background is black.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,32 +30,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dreamflow.config import RunConfig
+from dreamflow.export.layouts import GPTEVAL3D, ViewExportError, ViewLayout
 from dreamflow.export.media import to_uint8
 from dreamflow.geometry.mesh import TexturedMesh, vertex_normals
 from dreamflow.render.cameras import Cameras, cameras_from_spherical
 from dreamflow.stages import FINAL_STAGE
-
-
-@dataclass(frozen=True)
-class ViewLayout:
-    """Cameras, scene scale and file names an external evaluator expects."""
-
-    name: str
-    views: int
-    elevation: float  # degrees
-    distance: float
-    fovy: float  # degrees, vertical
-    scene_radius: float  # the bounding radius of the scene these cameras frame
-    resolution: int  # the evaluator's default
-
-
-GPTEVAL3D = ViewLayout("gpteval3d", views=120, elevation=15.0, distance=1.5, fovy=70.0, scene_radius=1.0,
-                       resolution=512)
-LAYOUTS = {GPTEVAL3D.name: GPTEVAL3D}
-
-
-class ViewExportError(ValueError):
-    """The checkpoint is not a finished asset, or the asset cannot be filed under the id given."""
 
 
 def layout_cameras(layout: ViewLayout) -> Cameras:
