@@ -343,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detail-views", type=int, default=16, help="held-out views of the toy-world metrics")
     p.add_argument("--benchmarks", nargs="*", help="Snakemake benchmark files of this asset's rules")
     retrieval = p.add_argument_group("CLIP R-precision (DreamFusion's protocol, dreamflow/evaluate/retrieval.py)")
-    retrieval.add_argument("--suite-prompts", help="the suite's prompt file (always in the retrieval set)")
+    retrieval.add_argument("--suite-prompts", help="the suite's prompt file (always in the retrieval set; needed "
+                                                   "unless --captions gives 2 captions or more)")
     retrieval.add_argument("--captions", help="caption file to retrieve among, with the suite's prompts "
                                               "(DreamFusion: Dream Fields' 153 COCO captions); default: the suite's prompts")
     retrieval.add_argument("--render-modes", nargs="+", default=list(RENDER_MODES), choices=list(RENDER_MODES),

@@ -14,7 +14,9 @@ from dreamflow.config import CameraConfig
 from dreamflow.evaluate.retrieval import (
     ClipModel,
     RetrievalProtocol,
+    caption_index,
     caption_set,
+    is_hit,
     rank_of,
     render_modes,
     retrieval_view,
@@ -38,9 +40,45 @@ def test_caption_set_is_the_file_then_the_suite_prompts_it_lacks(tmp_path):
                                                 "added_suite_prompts": 0}
 
 
-def test_rank_counts_the_captions_strictly_more_similar():
+def test_caption_set_holds_the_own_prompt_once_whatever_its_case_and_spacing(tmp_path):
+    """CLIP's tokenizer lower-cases: a caption file's "A red  cube." is the suite's "a red cube.", kept once."""
+    captions = tmp_path / "captions.txt"
+    captions.write_text("A red  cube.\na bird on a branch.\nA Bird on a branch.\n")
+    chosen = caption_set(["a red cube.", "an orange cone"], str(captions))
+    assert chosen.captions == ["A red cube.", "a bird on a branch.", "an orange cone"]
+    assert chosen.from_file == 2 and chosen.extra == ["an orange cone"]
+    assert caption_index(chosen.captions, "a red cube.") == 0
+    assert caption_set(["a red cube", "A red cube", "an orange cone"], None).captions == ["a red cube", "an orange cone"]
+
+
+def test_fewer_than_two_captions_is_an_error_naming_what_to_pass():
+    with pytest.raises(ValueError, match="100 % by construction.*--suite-prompts"):
+        caption_set(["a red cube", "A  red cube"], None)
+
+
+def test_a_hit_is_dream_fields_argmax_so_a_tie_with_an_earlier_caption_misses():
     similarities = torch.tensor([0.2, 0.5, 0.5, 0.1])
-    assert [rank_of(similarities, i) for i in range(4)] == [3, 1, 1, 4]
+    assert [rank_of(similarities, i) for i in range(4)] == [3, 1, 1, 4]  # strictly more similar, for information
+    assert [is_hit(similarities, i) for i in range(4)] == [False, True, False, False]
+
+
+def _stub_clip(text_features: dict[str, list[float]], image_feature: list[float]) -> tuple:
+    """(model, preprocess, tokenizer) whose image embedding is fixed and each caption's is given."""
+    model = SimpleNamespace(encode_image=lambda batch: torch.tensor([image_feature] * len(batch)),
+                            encode_text=lambda tokens: torch.tensor([text_features[t] for t in tokens]))
+    return model, lambda image: torch.zeros(1), lambda prompts: list(prompts)
+
+
+def test_score_retrieval_counts_a_tie_as_a_miss_and_names_the_caption_retrieved():
+    """Two captions embed alike; the asset's is the later one: Dream Fields' argmax retrieves the first."""
+    clip = {ClipModel("stub", "w"): _stub_clip({"a red cube": [1.0, 0.0], "a red box": [1.0, 0.0],
+                                                "a blue cone": [0.0, 1.0]}, [1.0, 0.1])}
+    render = {"colour": torch.zeros(1, 4, 4, 3)}
+    captions = ["a red cube", "a red box", "a blue cone"]
+    later = score_retrieval(render, "A red box", captions, clip)[0]
+    assert later["rank"] == 1 and later["hit"] == 0 and later["retrieved"] == "a red cube"
+    first = score_retrieval(render, "a red cube", captions, clip)[0]
+    assert first["hit"] == 1 and first["retrieved"] == "a red cube"
 
 
 def test_protocol_rejects_unknown_render_modes_and_no_model():

@@ -12,6 +12,7 @@ from PIL import Image
 
 from dreamflow.config import RunConfig
 from dreamflow.evaluate.retrieval import (
+    CaptionSet,
     ClipModel,
     RetrievalProtocol,
     caption_set,
@@ -88,20 +89,21 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
     missing = [name for name in STAGES if name not in files.checkpoints]
     if missing:
         raise ValueError(f"evaluation needs every stage's checkpoint; missing {missing}")
+    score_model = ClipModel(clip_model, clip_pretrained)
+    protocol = retrieval or RetrievalProtocol((score_model,))
+    captions = retrieval_captions(prompt, suite_prompts, protocol)  # before the checkpoints: fails fast
     states = {name: load_checkpoint(files.checkpoints[name]) for name in STAGES}
     models = {name: spec.load_trained(states[name], config) for name, spec in STAGES.items()}
     final = models[FINAL_STAGE]
     metrics["backend"] = {key: value for state in states.values() for key, value in state.get("backend", {}).items()}
     resolution = STAGES[FINAL_STAGE].stage_config(config).resolution
-    score_model = ClipModel(clip_model, clip_pretrained)
-    protocol = retrieval or RetrievalProtocol((score_model,))
     # Each model loaded once: the CLIP score's is usually R-precision's first.
     clips = {model: load_clip(model.model, model.pretrained)
              for model in dict.fromkeys((score_model, *protocol.models))}
     renders = final.render_views(orbit_cameras(config.camera, views), resolution)
     metrics["clip_model"] = score_model.name
     metrics["clip_score"] = 100 * float(clip_similarities_with(clips[score_model], renders.rgb, [prompt]).mean())
-    metrics |= r_precision(final, config, resolution, prompt, suite_prompts, protocol, clips)
+    metrics |= r_precision(final, config, resolution, prompt, captions, protocol, clips)
     scene = parse_toy_prompt(prompt)
     cameras, strip_rows, supersample = held_out_cameras(config.camera, detail_views), STRIP_ROWS, TRUTH_SUPERSAMPLE
     if scene is None:  # nothing to score: only the strip's views, at pixel centres (paper sizes: minutes)
@@ -133,15 +135,20 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
     return metrics
 
 
-def r_precision(final, config: RunConfig, resolution: int, prompt: str, suite_prompts: str | None,
+def retrieval_captions(prompt: str, suite_prompts: str | None, protocol: RetrievalProtocol) -> CaptionSet:
+    """The captions R-precision retrieves among: the protocol's caption file and the suite's prompts
+    (`suite_prompts`, with `prompt`); a ConfigError when fewer than 2 (R@1 100 % by construction)."""
+    suite = read_prompts(suite_prompts) if suite_prompts else [prompt]
+    if prompt not in suite:
+        suite.append(prompt)
+    return caption_set(suite, protocol.captions)
+
+
+def r_precision(final, config: RunConfig, resolution: int, prompt: str, captions: CaptionSet,
                 protocol: RetrievalProtocol, clips: dict[ClipModel, tuple]) -> dict:
     """metrics.json's R-precision entries: per CLIP model and render mode the true caption's rank, the
     hit and its CLIP score (`r_precision`), and the first model's and mode's rank and hit as the
     headline (`clip_rank`, `r_at_1`)."""
-    suite = read_prompts(suite_prompts) if suite_prompts else [prompt]
-    if prompt not in suite:
-        suite.append(prompt)
-    captions = caption_set(suite, protocol.captions)
     renders = render_modes(final, config.camera, resolution, protocol)
     results = score_retrieval(renders, prompt, captions.captions, {model: clips[model] for model in protocol.models})
     view = {"elevation": protocol.elevation, "azimuth": protocol.azimuth, "distance": config.camera.eval_distance,
