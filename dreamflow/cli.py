@@ -138,7 +138,7 @@ def cmd_evaluate(args) -> int:
                           f"{len(args.clip_pretrained)} weights: give one weights file or tag per model, in order")
     models = tuple(ClipModel(model, pretrained) for model, pretrained in zip(args.clip_model, args.clip_pretrained))
     protocol = RetrievalProtocol(models, tuple(args.render_modes), args.captions, args.view_elevation,
-                                 args.view_azimuth)
+                                 args.view_azimuth, args.view_distance_in_radii, args.view_fovy)
     config = _load_config(args)
     files = AssetFiles({name: Path(getattr(args, name)) for name in STAGES}, Path(args.mesh) if args.mesh else None)
     metrics = evaluate_asset(config, _prompt(args), files, args.out, models[0].model, models[0].pretrained, args.views,
@@ -297,7 +297,13 @@ def cmd_export_views(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from dreamflow.config import METHOD_CONFIGS
-    from dreamflow.evaluate.protocol import DREAM_FIELDS_AZIMUTH, DREAM_FIELDS_ELEVATION, RENDER_MODES
+    from dreamflow.evaluate.protocol import (
+        DREAM_FIELDS_AZIMUTH,
+        DREAM_FIELDS_DISTANCE_IN_RADII,
+        DREAM_FIELDS_ELEVATION,
+        DREAM_FIELDS_FOVY,
+        RENDER_MODES,
+    )
     from dreamflow.evaluate.toy_clip import TOY_CLIP_MODEL, TOY_CLIP_WEIGHTS
     from dreamflow.export.layouts import GPTEVAL3D, LAYOUTS
     from dreamflow.prompts import SOURCES
@@ -353,6 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="elevation (degrees) of the one view rendered (Dream Fields: 45)")
     retrieval.add_argument("--view-azimuth", type=float, default=DREAM_FIELDS_AZIMUTH,
                            help="its azimuth (degrees; Dream Fields: 30)")
+    retrieval.add_argument("--view-distance-in-radii", type=float, default=DREAM_FIELDS_DISTANCE_IN_RADII,
+                           help="its distance in the scene's bounding radii, nerf.radius (Dream Fields: 4)")
+    retrieval.add_argument("--view-fovy", type=float, default=DREAM_FIELDS_FOVY,
+                           help="its vertical field of view (degrees; Dream Fields: 39.6)")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("summarize", help="aggregate metrics.json files into summary.csv/.md, plots, report.html")
     p.add_argument("--metrics", nargs="+", required=True)

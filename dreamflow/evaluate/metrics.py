@@ -149,10 +149,10 @@ def r_precision(final, config: RunConfig, resolution: int, prompt: str, captions
     """metrics.json's R-precision entries: per CLIP model and render mode the true caption's rank, the
     hit and its CLIP score (`r_precision`), and the first model's and mode's rank and hit as the
     headline (`clip_rank`, `r_at_1`)."""
-    renders = render_modes(final, config.camera, resolution, protocol)
+    renders = render_modes(final, config.nerf.radius, resolution, protocol)
     results = score_retrieval(renders, prompt, captions.captions, {model: clips[model] for model in protocol.models})
-    view = {"elevation": protocol.elevation, "azimuth": protocol.azimuth, "distance": config.camera.eval_distance,
-            "fovy": config.camera.eval_fovy, "resolution": resolution}
+    view = {"elevation": protocol.elevation, "azimuth": protocol.azimuth, "distance": protocol.distance(config.nerf.radius),
+            "distance_in_radii": protocol.distance_in_radii, "fovy": protocol.fovy, "resolution": resolution}
     entry = {"captions": captions.as_dict(), "description": captions.describe(), "view": view,
              "models": [model.name for model in protocol.models], "modes": list(protocol.modes), "results": results}
     return {"r_precision": entry, "clip_rank": results[0]["rank"], "r_at_1": results[0]["hit"]}

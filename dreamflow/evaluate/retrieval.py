@@ -9,8 +9,11 @@ Dream Fields' released evaluation (google-research/google-research `dreamfields/
 
 * **one view per asset**, Dream Fields' validation view `pose_spherical(30, -45, 4)`: azimuth 30°,
   45° above the equator (`RetrievalProtocol.azimuth`, `.elevation`); no averaging over views. The
-  camera's distance and field of view are the run config's evaluation camera (`camera.eval_distance`,
-  `camera.eval_fovy`), which frame our scenes as Dream Fields' radius 4 and 39.6° frame its [-1, 1]³ box;
+  camera is the protocol's own, not the run config's evaluation camera: Dream Fields stands 4 away
+  from its [-1, 1]³ scene at fovy 39.6° (focal 1111.1 px at 800 px), so we stand 4 of the scene's
+  bounding radii away (`nerf.radius`; `RetrievalProtocol.distance_in_radii`) at fovy 39.6°
+  (`.fovy`): the bounding sphere fills about 3/4 of the frame's height, whole. (The paper configs'
+  evaluation camera, 1.5 at 40°, frames ±0.55 around a radius-1 scene and cuts objects off.)
 * a white background, the render at the final stage's resolution, resized by each CLIP model's own
   preprocessing (Dream Fields renders at the model's 224 px directly);
 * per model, the cosine similarity of the image embedding with every caption's; a **hit** is Dream
@@ -37,7 +40,7 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image
 
-from dreamflow.config import CameraConfig, ConfigError
+from dreamflow.config import ConfigError
 from dreamflow.evaluate.protocol import RENDER_MODES, ClipModel, RetrievalProtocol
 from dreamflow.prompts import read_prompts
 from dreamflow.render.cameras import Cameras, cameras_from_spherical
@@ -109,10 +112,12 @@ def caption_index(captions: list[str], prompt: str) -> int:
     return keys.index(caption_key(prompt))
 
 
-def retrieval_view(camera: CameraConfig, elevation: float, azimuth: float) -> Cameras:
-    """The one view R-precision renders: Dream Fields' angles at the run config's evaluation distance and fovy."""
+def retrieval_view(protocol: RetrievalProtocol, scene_radius: float) -> Cameras:
+    """The one view R-precision renders: the protocol's angles, `distance_in_radii` x `scene_radius`
+    away, at its fovy (Dream Fields': 30°, 45° up, 4 radii, 39.6°)."""
     one = lambda value: torch.tensor([float(value)])  # noqa: E731
-    return cameras_from_spherical(one(elevation), one(azimuth), one(camera.eval_distance), one(camera.eval_fovy))
+    return cameras_from_spherical(one(protocol.elevation), one(protocol.azimuth),
+                                  one(protocol.distance(scene_radius)), one(protocol.fovy))
 
 
 def rank_of(similarities: torch.Tensor, true_index: int) -> int:
@@ -139,9 +144,10 @@ def clip_similarities_with(clip: tuple, images: torch.Tensor, prompts: list[str]
 
 
 @torch.no_grad()
-def render_modes(model: StageModel, camera: CameraConfig, resolution: int, protocol: RetrievalProtocol) -> dict:
-    """mode -> the protocol view's render [1, H, W, 3] in that mode."""
-    view = retrieval_view(camera, protocol.elevation, protocol.azimuth).to(model.device)
+def render_modes(model: StageModel, scene_radius: float, resolution: int, protocol: RetrievalProtocol) -> dict:
+    """mode -> the protocol view's render [1, H, W, 3] in that mode, for a scene of bounding radius
+    `scene_radius` (the run config's `nerf.radius`)."""
+    view = retrieval_view(protocol, scene_radius).to(model.device)
     return {mode: model.render_views(view, resolution, RENDER_MODES[mode]).rgb for mode in protocol.modes}
 
 

@@ -45,10 +45,13 @@ def protocol_line(frame: pd.DataFrame) -> str:
     descriptions = list(dict.fromkeys(e["description"] for e in entries))
     models = list(dict.fromkeys(m for e in entries for m in e["models"]))
     modes = list(dict.fromkeys(m for e in entries for m in e["modes"]))
-    views = list(dict.fromkeys((e["view"]["elevation"], e["view"]["azimuth"]) for e in entries))
+    views = list(dict.fromkeys((e["view"]["elevation"], e["view"]["azimuth"], e["view"].get("distance_in_radii"),
+                                e["view"].get("fovy")) for e in entries))
     counts = sorted({e["captions"]["count"] for e in entries})
     chance = " or ".join(f"{100 / n:.0f} %" for n in counts)
-    view = "; ".join(f"elevation {elevation:g}°, azimuth {azimuth:g}°" for elevation, azimuth in views)
+    view = "; ".join(f"elevation {elevation:g}°, azimuth {azimuth:g}°"
+                     + (f", {radii:g} scene radii away at fovy {fovy:g}°" if radii is not None else "")
+                     for elevation, azimuth, radii, fovy in views)
     toy = (" The toy CLIP knows only the toy world's words, so its captions are toy-world prompts."
            if any(m.startswith(f"{TOY_CLIP_MODEL}:") for m in models) else "")
     return (f"CLIP R-precision (R@1, DreamFusion's protocol): the share of assets whose render, one view "

@@ -23,5 +23,6 @@ def clip_arguments():
 def retrieval_arguments(wildcards, input):
     """The R-precision protocol's flags: render modes, the view, and the caption file when the suite names one."""
     args = (f"--render-modes {' '.join(EVALUATE['render_modes'])} --view-elevation {EVALUATE['view_elevation']}"
-            f" --view-azimuth {EVALUATE['view_azimuth']}")
+            f" --view-azimuth {EVALUATE['view_azimuth']} --view-distance-in-radii {EVALUATE['view_distance_in_radii']}"
+            f" --view-fovy {EVALUATE['view_fovy']}")
     return args + (f" --captions {shlex.quote(str(input.captions))}" if input.captions else "")
