@@ -55,6 +55,45 @@ def test_paired_differences_match_prompt_and_seed_and_are_reproducible():
     assert list(zip(first["method_a"], first["method_b"])) == [("apfo", "sds"), ("apfo", "vsd"), ("sds", "vsd")]
 
 
+def _correlated(seeds: int) -> pd.DataFrame:
+    """8 prompts whose a − b difference is the prompt's own (its seeds agree to within 0.01): the seeds
+    add no independent information."""
+    shift = np.random.default_rng(3).normal(1.0, 1.0, size=8)
+    return pd.DataFrame([{"method": method, "prompt": f"p{i}", "seed": seed, "status": "ok",
+                          "clip_score": (shift[i] + 0.01 * seed if method == "a" else 0.0)}
+                         for i in range(8) for seed in range(seeds) for method in ("a", "b")])
+
+
+def test_paired_intervals_resample_prompts_so_correlated_seeds_do_not_narrow_them():
+    """Ten seeds that repeat each prompt's difference leave the interval as wide as one seed (resampling
+    (prompt, seed) pairs as independent would narrow it by about √10); with a single prompt the only
+    resample is that prompt, so the interval is its mean."""
+    width = {seeds: float(row["high"] - row["low"])
+             for seeds in (1, 10) for _, row in spread.paired_differences(_correlated(seeds), ["clip_score"]).iterrows()}
+    assert width[1] > 0.5 and width[10] / width[1] == pytest.approx(1.0, abs=0.2), width
+    one_prompt = _correlated(10)[lambda frame: frame["prompt"] == "p0"]
+    row = spread.paired_differences(one_prompt, ["clip_score"]).iloc[0]
+    assert row["low"] == pytest.approx(row["mean"]) and row["high"] == pytest.approx(row["mean"]) and row["n"] == 10
+
+
+def test_each_paired_row_draws_its_own_generator():
+    """A row's interval does not move when a method or a metric is added before it (a stable hash of
+    the names seeds each row, not one generator shared in order)."""
+    noise = np.random.default_rng(4).normal(size=(3, 48))
+    frame = pd.DataFrame([{"method": method, "prompt": f"p{k // 3}", "seed": k % 3, "status": "ok",
+                           "clip_score": noise[m, k], "iou": noise[m, k] ** 2}
+                          for m, method in enumerate(("apfo", "sds", "vsd")) for k in range(48)])
+    two = frame[frame["method"] != "vsd"]
+    alone = spread.paired_differences(two, ["clip_score"]).set_index(["method_a", "method_b", "metric"])
+    more = spread.paired_differences(pd.concat([frame[frame["method"] == "vsd"], two]), ["iou", "clip_score"])
+    more = more.set_index(["method_a", "method_b", "metric"])
+    assert len(more) == 6
+    assert more.loc[("apfo", "sds", "clip_score"), ["low", "high"]].tolist() == \
+        alone.loc[("apfo", "sds", "clip_score"), ["low", "high"]].tolist()
+    assert spread.row_seed("apfo", "sds", "clip_score") == spread.row_seed("apfo", "sds", "clip_score")
+    assert spread.row_seed("apfo", "sds", "clip_score") != spread.row_seed("apfo", "sds", "iou")
+
+
 def test_bootstrap_interval_covers_a_known_mean():
     rng = np.random.default_rng(0)
     values = np.random.default_rng(1).normal(1.0, 1.0, size=400)

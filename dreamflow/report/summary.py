@@ -154,9 +154,10 @@ SECTION_NOTES = {
     "per_method": "Each seed's mean over the prompts, then mean ± sd over the seeds (n seeds); the final "
                   "stage's value where a metric is per stage.",
     "per_prompt": "Mean ± sd over the seeds of each prompt (n seeds).",
-    "paired": (f"Method A − method B on the same prompt and seed: mean difference [95 % percentile bootstrap "
-               f"interval, {spread.RESAMPLES} resamples of the (prompt, seed) pairs, numpy default_rng("
-               f"{spread.BOOTSTRAP_SEED})], n pairs."),
+    "paired": (f"Method A − method B on the same prompt and seed: mean difference [95 % percentile cluster "
+               f"bootstrap interval, {spread.RESAMPLES} resamples of the prompts, each with all its seeds; numpy "
+               f"default_rng seeded per row by a hash of the two methods, the metric and {spread.BOOTSTRAP_SEED}], "
+               f"n pairs."),
     "usage": "Per stage and method, mean ± sd over the assets (n): Snakemake's job wall time and peak RSS "
              "(benchmark records), and the stage's own record: its wall time (model, prior, training, "
              "exports), training time per iteration and peak GPU memory (torch.cuda.max_memory_allocated; "
