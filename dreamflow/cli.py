@@ -143,6 +143,7 @@ def cmd_evaluate(args) -> int:
     files = AssetFiles({name: Path(getattr(args, name)) for name in STAGES}, Path(args.mesh) if args.mesh else None)
     metrics = evaluate_asset(config, _prompt(args), files, args.out, models[0].model, models[0].pretrained, args.views,
                              args.benchmarks or [], method=args.method, variant=args.variant,
+                             prompt_id=args.prompt_id, group=args.group,
                              suite_prompts=args.suite_prompts, detail_views=args.detail_views, retrieval=protocol)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}))
     return 0
@@ -341,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{spec.name}", required=True, help=f"{spec.name} checkpoint")
     p.add_argument("--mesh", help="mesh extracted from stage 1 (coarse.obj; its Chamfer distance on toy prompts)")
     p.add_argument("--variant", default="base", help="name of the suite variant (recorded in metrics.json)")
+    p.add_argument("--prompt-id", help="the prompt's id in its suite file (recorded in metrics.json)")
+    p.add_argument("--group", help="the suite group the prompt belongs to, e.g. T3Bench's single (recorded in metrics.json)")
     p.add_argument("--clip-model", nargs="+", default=[TOY_CLIP_MODEL],
                    help="open_clip models for R-precision; the first also gives the CLIP score")
     p.add_argument("--clip-pretrained", nargs="+", default=[TOY_CLIP_WEIGHTS],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -144,6 +145,35 @@ def test_summary_tables_give_spread_pairs_r_precision_and_time_per_stage(tmp_pat
     long = pd.read_csv(paths["spread"])
     assert set(long["prompt"]) == {"(all prompts)", "p", "q"} and {"mean", "sd", "n"} <= set(long.columns)
     assert len(pd.read_csv(paths["r_precision"])) == 8 and len(pd.read_csv(paths["paired"])) == 3
+    assert "Per group" not in markdown and "per group" not in markdown  # one prompt file: no groups
+
+
+def test_a_suite_of_groups_gets_spread_and_r_at_1_per_group_and_retrieval_within_each_group(tmp_path):
+    """T3Bench-like groups: p is in `single`, q in `multi`; each group's rows are over its own prompts, and the
+    protocol line says each group retrieves among its own prompts instead of listing one merged description."""
+    from dreamflow.report.summary import summarize_suite
+
+    files = []
+    for (m, p, s), v in SCORES.items():
+        path = _metrics_file(tmp_path, m, p, s, v, int(m == "apfo" or p == "p"), 10.0)
+        data = json.loads(Path(path).read_text())
+        data |= {"group": {"p": "single", "q": "multi"}[p], "prompt_id": {"p": "0", "q": "7"}[p]}
+        data["r_precision"] |= {"description": "retrieval among the suite's own 3 prompts",
+                                "captions": {"count": 3, "source": None}}
+        Path(path).write_text(json.dumps(data))
+        files.append(path)
+    paths = summarize_suite(files, tmp_path / "out", "t3")
+    markdown = paths["md"].read_text()
+    rows = {(r["Group"], r["Method"]): r for r in section_rows(markdown, "Per group and method")}
+    assert rows[("single", "DreamFlow (APFO)")]["CLIP score ↑"] == "23.0 ± 1.4"  # p's seeds: 22, 24
+    assert rows[("multi", "SDS (DreamFusion)")]["CLIP score ↑"] == "29.0 ± 1.4"  # q's seeds: 28, 30
+    r_at_1 = {(r["Group"], r["Method"]): r["m:w · colour"] for r in section_rows(markdown, "CLIP R-precision per group")}
+    assert r_at_1 == {("single", "DreamFlow (APFO)"): "100 ± 0", ("single", "SDS (DreamFusion)"): "100 ± 0",
+                      ("multi", "DreamFlow (APFO)"): "100 ± 0", ("multi", "SDS (DreamFusion)"): "0 ± 0"}
+    assert "retrieval among each group's own 3 prompts (groups single, multi) (chance 33 %)" in markdown
+    summary = pd.read_csv(paths["csv"])
+    assert set(zip(summary["prompt"], summary["group"], summary["prompt_id"])) == {("p", "single", 0), ("q", "multi", 7)}
+    assert "(all prompts of group multi)" in set(pd.read_csv(paths["spread"])["prompt"])
 
 
 def section_rows(markdown: str, heading: str) -> list[dict[str, str]]:

@@ -70,11 +70,13 @@ class AssetFiles:
 def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str | Path, clip_model: str,
                    clip_pretrained: str, views: int, benchmarks: list[str], method: str | None = None,
                    variant: str = "base", suite_prompts: str | None = None, detail_views: int = 16,
-                   retrieval: RetrievalProtocol | None = None) -> dict:
+                   retrieval: RetrievalProtocol | None = None, prompt_id: str | None = None,
+                   group: str | None = None) -> dict:
     """One asset's metrics.json: the CLIP score (`clip_model`, mean over `views` orbit views), CLIP
     R-precision by `retrieval`'s protocol (default: that model, colour and textureless renders, among
     the suite's prompts), the toy world's ground-truth metrics per stage, and time and memory (the
-    stages' own records and Snakemake's `benchmarks`)."""
+    stages' own records and Snakemake's `benchmarks`). `prompt_id` and `group` (the prompt's id in its
+    suite file and its suite group) are recorded for the suite's tables."""
     from dreamflow.evaluate.toy_clip import load_clip
     from dreamflow.evaluate.toy_metrics import (
         chamfer_distance,
@@ -83,8 +85,8 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
         render_like_truth,
     )
 
-    metrics: dict = {"prompt": prompt, "method": method or config.guidance.method, "variant": variant,
-                     "seed": config.seed,
+    metrics: dict = {"prompt": prompt, "prompt_id": prompt_id, "group": group,
+                     "method": method or config.guidance.method, "variant": variant, "seed": config.seed,
                      "asset": str(files.folder), "status": "ok"}
     missing = [name for name in STAGES if name not in files.checkpoints]
     if missing:

@@ -66,6 +66,21 @@ def cluster_bootstrap_interval(values: np.ndarray, clusters: np.ndarray, rng: np
     return float(low), float(high)
 
 
+def suite_groups(table: pd.DataFrame) -> list[str]:
+    """The suite's groups (metrics.json's `group`, e.g. T3Bench's single, surr, multi) in order; [] when
+    the suite is one prompt file."""
+    if "group" not in table:
+        return []
+    return [g for g in dict.fromkeys(table["group"]) if isinstance(g, str) and g]
+
+
+def per_group_method(table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """`per_method` within each suite group: group, method, metric, mean, sd, n, assets (empty without groups)."""
+    parts = [per_method(table[table["group"] == group], metrics).assign(group=group) for group in suite_groups(table)]
+    columns = ["group", "method", "metric", "mean", "sd", "n", "assets"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+
+
 def bootstrap_mean_interval(values: np.ndarray, rng: np.random.Generator, resamples: int = RESAMPLES,
                             level: float = LEVEL) -> tuple[float, float]:
     """Percentile interval of the mean of independent `values`, resampling them with replacement."""

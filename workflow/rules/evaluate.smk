@@ -17,6 +17,7 @@ rule evaluate:
         metrics=asset("metrics.json"),
         stages=asset("stages.png"),  # truth | stage 1 | 2 | 3 from two held-out views
     params:
+        prompt=prompt_arguments,
         clip=clip_arguments(),
         retrieval=retrieval_arguments,
         views=EVALUATE["views"],
@@ -33,7 +34,7 @@ rule evaluate:
         runtime=resources_of("evaluate", "runtime"),
     shell:
         "OMP_NUM_THREADS={threads} dreamflow evaluate --config {input.config} --prompt-file {input.prompt}"
-        " --method {wildcards.method} --variant {wildcards.variant} --seed {wildcards.seed}"
+        " {params.prompt} --method {wildcards.method} --variant {wildcards.variant} --seed {wildcards.seed}"
         " " + " ".join(f"--{name} {{input.{name}}}" for name in STAGES) + " --mesh {input.mesh}"
         " --out {output.metrics} {params.clip} {params.retrieval}"
         " --views {params.views} --detail-views {params.detail_views}"
