@@ -141,7 +141,7 @@ def test_summary_tables_give_spread_pairs_r_precision_and_time_per_stage(tmp_pat
     stage2 = next(row for row in section_rows(markdown, "Time and memory per stage")
                   if row["Method"] == "DreamFlow (APFO)" and row["Stage"] == "stage 2")
     assert stage2["Device"] == "AMD EPYC 7B13" and stage2["n"] == "4" and stage2["Stage wall time (s)"] == "21.0 ± 1.2"
-    assert stage2["Time per iteration (s)"] == "0.200 ± 0.000" and stage2["Peak GPU memory (GB)"] == "–"
+    assert stage2["Time per iteration (s)"] == "0.200 ± 0.000" and stage2["Peak GPU memory (GiB)"] == "–"
     long = pd.read_csv(paths["spread"])
     assert set(long["prompt"]) == {"(all prompts)", "p", "q"} and {"mean", "sd", "n"} <= set(long.columns)
     assert len(pd.read_csv(paths["r_precision"])) == 8 and len(pd.read_csv(paths["paired"])) == 3
