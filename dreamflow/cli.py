@@ -262,18 +262,27 @@ def cmd_prompts(args) -> int:
     return 0
 
 
+def _prompt_id(text: str) -> int:
+    """An evaluator's prompt id: GPTEval3D reads every folder under methods/<method>/ as an integer."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a prompt id: give the prompt's index in its suite "
+                                         "(an integer >= 0)")
+    return int(text)
+
+
 def cmd_export_views(args) -> int:
     """A finished asset's renders in an evaluator's layout, filed under its method, prompt id and seed."""
-    from dreamflow.config import load_config
+    from dreamflow.config import load_config, load_config_data
     from dreamflow.export.layouts import LAYOUTS, ViewExportError
     from dreamflow.export.views import check_final_checkpoint, export_layout_views, layout_folder
     from dreamflow.io import load_checkpoint
     from dreamflow.priors.loading import resolve_device
     from dreamflow.prompts import read_prompt_entries
 
-    config = load_config(args.config)
     state = load_checkpoint(args.ckpt)
     check_final_checkpoint(state, args.ckpt)
+    # The asset's own run config by default: its colour field and scene radius must match the checkpoint.
+    config = load_config(args.config) if args.config else load_config_data(state["config"])
     prompt = state.get("prompt", "")
     prompt_id = args.prompt_id
     if args.prompts:
@@ -460,11 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-views", help="render a finished asset in an evaluator's layout (GPTEval3D: 120 "
                                             "threestudio test views, rgb_<i>.png and normal_<i>.png)")
     p.add_argument("--layout", required=True, choices=list(LAYOUTS))
-    p.add_argument("--config", help="run config YAML (or workflow config with a `pipeline:` block)")
+    p.add_argument("--config", help="run config YAML (default: the one the checkpoint was trained with)")
     p.add_argument("--ckpt", required=True, help=f"the asset's {FINAL_STAGE} checkpoint ({FINAL_STAGE}/ckpt.pt)")
     p.add_argument("--out", required=True, help="the layout's root: views go to OUT/methods/METHOD/PROMPT_ID/SEED/")
     p.add_argument("--resolution", type=int, default=GPTEVAL3D.resolution, help="render size in pixels (square)")
-    p.add_argument("--prompt-id", help="the prompt's id in its suite (GPTEval3D: the index in prompts.json)")
+    p.add_argument("--prompt-id", type=_prompt_id, help="the prompt's id in its suite (GPTEval3D: the index in "
+                                                       "prompts.json; an integer >= 0)")
     p.add_argument("--prompts", metavar="FILE", help="the suite's prompt file: the checkpoint's prompt is looked up "
                                                      "there for its id (and checked against --prompt-id)")
     p.add_argument("--method", help="the method's folder name (default: the checkpoint's guidance method)")

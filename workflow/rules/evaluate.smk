@@ -10,7 +10,7 @@ rule evaluate:
         config=step_config_file("evaluate"),
         prompt=suite_file("prompts/{slug}.txt"),
         suite_prompts=lambda wildcards: prompt_file_of(wildcards.slug),  # its group's file in a suite of groups
-        captions=EVALUATE["captions"] or [],  # missing: an error naming it (`dreamflow prompts fetch` writes it)
+        captions=EVALUATE["captions"] or [],  # checked when planning (helpers/evaluate.smk)
         clip=local_files(*(model["pretrained"] for model in EVALUATE["clip_models"])),
         **evaluate_inputs(),
     output:

@@ -1,5 +1,7 @@
 # Helpers of the evaluation rule (workflow/rules/evaluate.smk).
 EVALUATE = config["evaluate"]
+if EVALUATE["captions"]:
+    require_public_file(EVALUATE["captions"])  # a public caption set is fetched, never committed: say how
 
 
 def evaluate_inputs():
