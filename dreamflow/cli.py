@@ -138,11 +138,12 @@ def cmd_evaluate(args) -> int:
                           f"{len(args.clip_pretrained)} weights: give one weights file or tag per model, in order")
     models = tuple(ClipModel(model, pretrained) for model, pretrained in zip(args.clip_model, args.clip_pretrained))
     protocol = RetrievalProtocol(models, tuple(args.render_modes), args.captions, args.view_elevation,
-                                 args.view_azimuth)
+                                 args.view_azimuth, args.view_distance_in_radii, args.view_fovy)
     config = _load_config(args)
     files = AssetFiles({name: Path(getattr(args, name)) for name in STAGES}, Path(args.mesh) if args.mesh else None)
     metrics = evaluate_asset(config, _prompt(args), files, args.out, models[0].model, models[0].pretrained, args.views,
                              args.benchmarks or [], method=args.method, variant=args.variant,
+                             prompt_id=args.prompt_id, group=args.group,
                              suite_prompts=args.suite_prompts, detail_views=args.detail_views, retrieval=protocol)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}))
     return 0
@@ -261,18 +262,27 @@ def cmd_prompts(args) -> int:
     return 0
 
 
+def _prompt_id(text: str) -> int:
+    """An evaluator's prompt id: GPTEval3D reads every folder under methods/<method>/ as an integer."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a prompt id: give the prompt's index in its suite "
+                                         "(an integer >= 0)")
+    return int(text)
+
+
 def cmd_export_views(args) -> int:
     """A finished asset's renders in an evaluator's layout, filed under its method, prompt id and seed."""
-    from dreamflow.config import load_config
+    from dreamflow.config import load_config, load_config_data
     from dreamflow.export.layouts import LAYOUTS, ViewExportError
     from dreamflow.export.views import check_final_checkpoint, export_layout_views, layout_folder
     from dreamflow.io import load_checkpoint
     from dreamflow.priors.loading import resolve_device
     from dreamflow.prompts import read_prompt_entries
 
-    config = load_config(args.config)
     state = load_checkpoint(args.ckpt)
     check_final_checkpoint(state, args.ckpt)
+    # The asset's own run config by default: its colour field and scene radius must match the checkpoint.
+    config = load_config(args.config) if args.config else load_config_data(state["config"])
     prompt = state.get("prompt", "")
     prompt_id = args.prompt_id
     if args.prompts:
@@ -297,7 +307,13 @@ def cmd_export_views(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from dreamflow.config import METHOD_CONFIGS
-    from dreamflow.evaluate.protocol import DREAM_FIELDS_AZIMUTH, DREAM_FIELDS_ELEVATION, RENDER_MODES
+    from dreamflow.evaluate.protocol import (
+        DREAM_FIELDS_AZIMUTH,
+        DREAM_FIELDS_DISTANCE_IN_RADII,
+        DREAM_FIELDS_ELEVATION,
+        DREAM_FIELDS_FOVY,
+        RENDER_MODES,
+    )
     from dreamflow.evaluate.toy_clip import TOY_CLIP_MODEL, TOY_CLIP_WEIGHTS
     from dreamflow.export.layouts import GPTEVAL3D, LAYOUTS
     from dreamflow.prompts import SOURCES
@@ -335,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{spec.name}", required=True, help=f"{spec.name} checkpoint")
     p.add_argument("--mesh", help="mesh extracted from stage 1 (coarse.obj; its Chamfer distance on toy prompts)")
     p.add_argument("--variant", default="base", help="name of the suite variant (recorded in metrics.json)")
+    p.add_argument("--prompt-id", help="the prompt's id in its suite file (recorded in metrics.json)")
+    p.add_argument("--group", help="the suite group the prompt belongs to, e.g. T3Bench's single (recorded in metrics.json)")
     p.add_argument("--clip-model", nargs="+", default=[TOY_CLIP_MODEL],
                    help="open_clip models for R-precision; the first also gives the CLIP score")
     p.add_argument("--clip-pretrained", nargs="+", default=[TOY_CLIP_WEIGHTS],
@@ -343,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detail-views", type=int, default=16, help="held-out views of the toy-world metrics")
     p.add_argument("--benchmarks", nargs="*", help="Snakemake benchmark files of this asset's rules")
     retrieval = p.add_argument_group("CLIP R-precision (DreamFusion's protocol, dreamflow/evaluate/retrieval.py)")
-    retrieval.add_argument("--suite-prompts", help="the suite's prompt file (always in the retrieval set)")
+    retrieval.add_argument("--suite-prompts", help="the suite's prompt file (always in the retrieval set; needed "
+                                                   "unless --captions gives 2 captions or more)")
     retrieval.add_argument("--captions", help="caption file to retrieve among, with the suite's prompts "
                                               "(DreamFusion: Dream Fields' 153 COCO captions); default: the suite's prompts")
     retrieval.add_argument("--render-modes", nargs="+", default=list(RENDER_MODES), choices=list(RENDER_MODES),
@@ -352,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="elevation (degrees) of the one view rendered (Dream Fields: 45)")
     retrieval.add_argument("--view-azimuth", type=float, default=DREAM_FIELDS_AZIMUTH,
                            help="its azimuth (degrees; Dream Fields: 30)")
+    retrieval.add_argument("--view-distance-in-radii", type=float, default=DREAM_FIELDS_DISTANCE_IN_RADII,
+                           help="its distance in the scene's bounding radii, nerf.radius (Dream Fields: 4)")
+    retrieval.add_argument("--view-fovy", type=float, default=DREAM_FIELDS_FOVY,
+                           help="its vertical field of view (degrees; Dream Fields: 39.6)")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("summarize", help="aggregate metrics.json files into summary.csv/.md, plots, report.html")
     p.add_argument("--metrics", nargs="+", required=True)
@@ -446,11 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-views", help="render a finished asset in an evaluator's layout (GPTEval3D: 120 "
                                             "threestudio test views, rgb_<i>.png and normal_<i>.png)")
     p.add_argument("--layout", required=True, choices=list(LAYOUTS))
-    p.add_argument("--config", help="run config YAML (or workflow config with a `pipeline:` block)")
+    p.add_argument("--config", help="run config YAML (default: the one the checkpoint was trained with)")
     p.add_argument("--ckpt", required=True, help=f"the asset's {FINAL_STAGE} checkpoint ({FINAL_STAGE}/ckpt.pt)")
     p.add_argument("--out", required=True, help="the layout's root: views go to OUT/methods/METHOD/PROMPT_ID/SEED/")
     p.add_argument("--resolution", type=int, default=GPTEVAL3D.resolution, help="render size in pixels (square)")
-    p.add_argument("--prompt-id", help="the prompt's id in its suite (GPTEval3D: the index in prompts.json)")
+    p.add_argument("--prompt-id", type=_prompt_id, help="the prompt's id in its suite (GPTEval3D: the index in "
+                                                       "prompts.json; an integer >= 0)")
     p.add_argument("--prompts", metavar="FILE", help="the suite's prompt file: the checkpoint's prompt is looked up "
                                                      "there for its id (and checked against --prompt-id)")
     p.add_argument("--method", help="the method's folder name (default: the checkpoint's guidance method)")

@@ -104,8 +104,10 @@ def test_all_stages_on_a_simulated_cuda_device_never_mix_devices(tmp_path, monke
             if name == "stage1":
                 extract_mesh(tmp_path / "stage1" / "ckpt.pt", config, tmp_path / "coarse.obj")
         files = AssetFiles({name: tmp_path / name / "ckpt.pt" for name in STAGES}, tmp_path / "coarse.obj")
+        suite = tmp_path / "suite.txt"  # R-precision needs 2 captions or more
+        suite.write_text("a red cube\na DSLR photo of a hamburger\n")
         metrics = evaluate_asset(config, "a red cube", files, tmp_path / "metrics.json", TOY_CLIP_MODEL,
-                                 str(TOY_CLIP), 1, [])
+                                 str(TOY_CLIP), 1, [], suite_prompts=str(suite))
         # A prompt with no ground truth renders only the two views of its stage strip, not all
         # 16 held-out views, at pixel centres (the paper rehearsal spent minutes rendering them).
         rendered = []
@@ -113,7 +115,7 @@ def test_all_stages_on_a_simulated_cuda_device_never_mix_devices(tmp_path, monke
         monkeypatch.setattr(toy_metrics, "render_like_truth",
                             lambda model, cameras, *a: rendered.append((len(cameras), *a)) or render_like_truth(model, cameras, *a))
         other = evaluate_asset(config, "a DSLR photo of a hamburger", files, tmp_path / "other" / "metrics.json",
-                               TOY_CLIP_MODEL, str(TOY_CLIP), 1, [])
+                               TOY_CLIP_MODEL, str(TOY_CLIP), 1, [], suite_prompts=str(suite))
     assert not cuda.violations, "\n".join(list(dict.fromkeys(map(str, cuda.violations)))[:12])
     for stage, limit in MAX_SYNCS_PER_STEP.items():
         steps = counts[(stage, "step")]

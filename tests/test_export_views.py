@@ -93,6 +93,9 @@ def test_export_views_refuses_a_wrong_id_or_an_unfinished_checkpoint(tmp_path, c
     assert "is a 'stage2' checkpoint" in capsys.readouterr().err
     assert main([*common, "--ckpt", str(tmp_path / "ckpt.pt")]) == 2
     assert "pass --prompt-id ID, or --prompts FILE" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # GPTEval3D reads every folder name as an integer
+        main([*common, "--ckpt", str(tmp_path / "ckpt.pt"), "--prompt-id", "abc"])
+    assert "'abc' is not a prompt id" in capsys.readouterr().err
     assert not (tmp_path / "root").exists()
 
 
@@ -125,3 +128,23 @@ def test_normal_maps_encode_the_surface_and_the_asset_is_scaled_to_threestudios_
     image_radius = lambda r: math.tan(math.asin(r / GPTEVAL3D.distance))  # noqa: E731
     expected = (image_radius(SPHERE_RADIUS) / image_radius(radius)) ** 2
     assert small.sum() / alpha[:1].sum() == pytest.approx(expected, abs=0.02)
+
+
+def test_normal_maps_hold_face_normals_not_positions_on_an_offset_box(tmp_path):
+    """A box off the origin with one set of vertices per face: every covered pixel decodes to one of the six
+    face normals, the +x and top faces both seen from view 0 (azimuth 0, elevation 15). A map of positions
+    (which coincide with normals only on a sphere about the origin) would vary across each face."""
+    config = load_config("config/pipeline/toy.yaml")
+    box = trimesh.creation.box(extents=(0.5, 0.4, 0.3))
+    box.apply_translation((0.12, -0.08, 0.05))
+    box.unmerge_vertices()
+    model = TexturedMesh(torch.as_tensor(box.vertices, dtype=torch.float32), torch.as_tensor(box.faces), config).eval()
+    _, normal, alpha = render_colour_and_normals(model, layout_cameras(GPTEVAL3D)[[0]], 96)
+    covered = alpha[0, ..., 0] > 0.999
+    decoded = torch.nn.functional.normalize(normal[0][covered] * 2 - 1, dim=-1)
+    axes = torch.cat([torch.eye(3), -torch.eye(3)])
+    angle = torch.rad2deg(torch.acos((decoded @ axes.T).clamp(-1, 1)))  # [pixels, 6]
+    nearest = angle.min(dim=1)
+    assert covered.sum() > 300 and nearest.values.max() < 3.0, nearest.values.max()
+    seen = {int(i) for i in nearest.indices.unique()}
+    assert {0, 2} <= seen and 3 not in seen, seen  # +x and +z faces face the camera; -x never does

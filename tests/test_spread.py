@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,45 @@ def test_paired_differences_match_prompt_and_seed_and_are_reproducible():
     assert list(zip(first["method_a"], first["method_b"])) == [("apfo", "sds"), ("apfo", "vsd"), ("sds", "vsd")]
 
 
+def _correlated(seeds: int) -> pd.DataFrame:
+    """8 prompts whose a − b difference is the prompt's own (its seeds agree to within 0.01): the seeds
+    add no independent information."""
+    shift = np.random.default_rng(3).normal(1.0, 1.0, size=8)
+    return pd.DataFrame([{"method": method, "prompt": f"p{i}", "seed": seed, "status": "ok",
+                          "clip_score": (shift[i] + 0.01 * seed if method == "a" else 0.0)}
+                         for i in range(8) for seed in range(seeds) for method in ("a", "b")])
+
+
+def test_paired_intervals_resample_prompts_so_correlated_seeds_do_not_narrow_them():
+    """Ten seeds that repeat each prompt's difference leave the interval as wide as one seed (resampling
+    (prompt, seed) pairs as independent would narrow it by about √10); with a single prompt the only
+    resample is that prompt, so the interval is its mean."""
+    width = {seeds: float(row["high"] - row["low"])
+             for seeds in (1, 10) for _, row in spread.paired_differences(_correlated(seeds), ["clip_score"]).iterrows()}
+    assert width[1] > 0.5 and width[10] / width[1] == pytest.approx(1.0, abs=0.2), width
+    one_prompt = _correlated(10)[lambda frame: frame["prompt"] == "p0"]
+    row = spread.paired_differences(one_prompt, ["clip_score"]).iloc[0]
+    assert row["low"] == pytest.approx(row["mean"]) and row["high"] == pytest.approx(row["mean"]) and row["n"] == 10
+
+
+def test_each_paired_row_draws_its_own_generator():
+    """A row's interval does not move when a method or a metric is added before it (a stable hash of
+    the names seeds each row, not one generator shared in order)."""
+    noise = np.random.default_rng(4).normal(size=(3, 48))
+    frame = pd.DataFrame([{"method": method, "prompt": f"p{k // 3}", "seed": k % 3, "status": "ok",
+                           "clip_score": noise[m, k], "iou": noise[m, k] ** 2}
+                          for m, method in enumerate(("apfo", "sds", "vsd")) for k in range(48)])
+    two = frame[frame["method"] != "vsd"]
+    alone = spread.paired_differences(two, ["clip_score"]).set_index(["method_a", "method_b", "metric"])
+    more = spread.paired_differences(pd.concat([frame[frame["method"] == "vsd"], two]), ["iou", "clip_score"])
+    more = more.set_index(["method_a", "method_b", "metric"])
+    assert len(more) == 6
+    assert more.loc[("apfo", "sds", "clip_score"), ["low", "high"]].tolist() == \
+        alone.loc[("apfo", "sds", "clip_score"), ["low", "high"]].tolist()
+    assert spread.row_seed("apfo", "sds", "clip_score") == spread.row_seed("apfo", "sds", "clip_score")
+    assert spread.row_seed("apfo", "sds", "clip_score") != spread.row_seed("apfo", "sds", "iou")
+
+
 def test_bootstrap_interval_covers_a_known_mean():
     rng = np.random.default_rng(0)
     values = np.random.default_rng(1).normal(1.0, 1.0, size=400)
@@ -101,10 +141,39 @@ def test_summary_tables_give_spread_pairs_r_precision_and_time_per_stage(tmp_pat
     stage2 = next(row for row in section_rows(markdown, "Time and memory per stage")
                   if row["Method"] == "DreamFlow (APFO)" and row["Stage"] == "stage 2")
     assert stage2["Device"] == "AMD EPYC 7B13" and stage2["n"] == "4" and stage2["Stage wall time (s)"] == "21.0 ± 1.2"
-    assert stage2["Time per iteration (s)"] == "0.200 ± 0.000" and stage2["Peak GPU memory (GB)"] == "–"
+    assert stage2["Time per iteration (s)"] == "0.200 ± 0.000" and stage2["Peak GPU memory (GiB)"] == "–"
     long = pd.read_csv(paths["spread"])
     assert set(long["prompt"]) == {"(all prompts)", "p", "q"} and {"mean", "sd", "n"} <= set(long.columns)
     assert len(pd.read_csv(paths["r_precision"])) == 8 and len(pd.read_csv(paths["paired"])) == 3
+    assert "Per group" not in markdown and "per group" not in markdown  # one prompt file: no groups
+
+
+def test_a_suite_of_groups_gets_spread_and_r_at_1_per_group_and_retrieval_within_each_group(tmp_path):
+    """T3Bench-like groups: p is in `single`, q in `multi`; each group's rows are over its own prompts, and the
+    protocol line says each group retrieves among its own prompts instead of listing one merged description."""
+    from dreamflow.report.summary import summarize_suite
+
+    files = []
+    for (m, p, s), v in SCORES.items():
+        path = _metrics_file(tmp_path, m, p, s, v, int(m == "apfo" or p == "p"), 10.0)
+        data = json.loads(Path(path).read_text())
+        data |= {"group": {"p": "single", "q": "multi"}[p], "prompt_id": {"p": "0", "q": "7"}[p]}
+        data["r_precision"] |= {"description": "retrieval among the suite's own 3 prompts",
+                                "captions": {"count": 3, "source": None}}
+        Path(path).write_text(json.dumps(data))
+        files.append(path)
+    paths = summarize_suite(files, tmp_path / "out", "t3")
+    markdown = paths["md"].read_text()
+    rows = {(r["Group"], r["Method"]): r for r in section_rows(markdown, "Per group and method")}
+    assert rows[("single", "DreamFlow (APFO)")]["CLIP score ↑"] == "23.0 ± 1.4"  # p's seeds: 22, 24
+    assert rows[("multi", "SDS (DreamFusion)")]["CLIP score ↑"] == "29.0 ± 1.4"  # q's seeds: 28, 30
+    r_at_1 = {(r["Group"], r["Method"]): r["m:w · colour"] for r in section_rows(markdown, "CLIP R-precision per group")}
+    assert r_at_1 == {("single", "DreamFlow (APFO)"): "100 ± 0", ("single", "SDS (DreamFusion)"): "100 ± 0",
+                      ("multi", "DreamFlow (APFO)"): "100 ± 0", ("multi", "SDS (DreamFusion)"): "0 ± 0"}
+    assert "retrieval among each group's own 3 prompts (groups single, multi) (chance 33 %)" in markdown
+    summary = pd.read_csv(paths["csv"])
+    assert set(zip(summary["prompt"], summary["group"], summary["prompt_id"])) == {("p", "single", 0), ("q", "multi", 7)}
+    assert "(all prompts of group multi)" in set(pd.read_csv(paths["spread"])["prompt"])
 
 
 def section_rows(markdown: str, heading: str) -> list[dict[str, str]]:

@@ -76,8 +76,8 @@ ASSET_METRICS = {
 USAGE_METRICS = {
     "wall_seconds": Metric("Stage wall time", "", 1, "s"),
     "seconds_per_iteration": Metric("Time per iteration", "", 3, "s"),
-    "peak_gpu_gb": Metric("Peak GPU memory", "", 2, "GB"),
-    "max_rss_gb": Metric("Peak RSS", "", 2, "GB"),
+    "peak_gpu_gb": Metric("Peak GPU memory", "", 2, "GiB"),
+    "max_rss_gb": Metric("Peak RSS", "", 2, "GiB"),
     "iterations": Metric("Iterations", "", 0),
 }
 

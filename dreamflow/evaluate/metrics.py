@@ -12,6 +12,7 @@ from PIL import Image
 
 from dreamflow.config import RunConfig
 from dreamflow.evaluate.retrieval import (
+    CaptionSet,
     ClipModel,
     RetrievalProtocol,
     caption_set,
@@ -69,11 +70,13 @@ class AssetFiles:
 def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str | Path, clip_model: str,
                    clip_pretrained: str, views: int, benchmarks: list[str], method: str | None = None,
                    variant: str = "base", suite_prompts: str | None = None, detail_views: int = 16,
-                   retrieval: RetrievalProtocol | None = None) -> dict:
+                   retrieval: RetrievalProtocol | None = None, prompt_id: str | None = None,
+                   group: str | None = None) -> dict:
     """One asset's metrics.json: the CLIP score (`clip_model`, mean over `views` orbit views), CLIP
     R-precision by `retrieval`'s protocol (default: that model, colour and textureless renders, among
     the suite's prompts), the toy world's ground-truth metrics per stage, and time and memory (the
-    stages' own records and Snakemake's `benchmarks`)."""
+    stages' own records and Snakemake's `benchmarks`). `prompt_id` and `group` (the prompt's id in its
+    suite file and its suite group) are recorded for the suite's tables."""
     from dreamflow.evaluate.toy_clip import load_clip
     from dreamflow.evaluate.toy_metrics import (
         chamfer_distance,
@@ -82,26 +85,27 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
         render_like_truth,
     )
 
-    metrics: dict = {"prompt": prompt, "method": method or config.guidance.method, "variant": variant,
-                     "seed": config.seed,
+    metrics: dict = {"prompt": prompt, "prompt_id": prompt_id, "group": group,
+                     "method": method or config.guidance.method, "variant": variant, "seed": config.seed,
                      "asset": str(files.folder), "status": "ok"}
     missing = [name for name in STAGES if name not in files.checkpoints]
     if missing:
         raise ValueError(f"evaluation needs every stage's checkpoint; missing {missing}")
+    score_model = ClipModel(clip_model, clip_pretrained)
+    protocol = retrieval or RetrievalProtocol((score_model,))
+    captions = retrieval_captions(prompt, suite_prompts, protocol)  # before the checkpoints: fails fast
     states = {name: load_checkpoint(files.checkpoints[name]) for name in STAGES}
     models = {name: spec.load_trained(states[name], config) for name, spec in STAGES.items()}
     final = models[FINAL_STAGE]
     metrics["backend"] = {key: value for state in states.values() for key, value in state.get("backend", {}).items()}
     resolution = STAGES[FINAL_STAGE].stage_config(config).resolution
-    score_model = ClipModel(clip_model, clip_pretrained)
-    protocol = retrieval or RetrievalProtocol((score_model,))
     # Each model loaded once: the CLIP score's is usually R-precision's first.
     clips = {model: load_clip(model.model, model.pretrained)
              for model in dict.fromkeys((score_model, *protocol.models))}
     renders = final.render_views(orbit_cameras(config.camera, views), resolution)
     metrics["clip_model"] = score_model.name
     metrics["clip_score"] = 100 * float(clip_similarities_with(clips[score_model], renders.rgb, [prompt]).mean())
-    metrics |= r_precision(final, config, resolution, prompt, suite_prompts, protocol, clips)
+    metrics |= r_precision(final, config, resolution, prompt, captions, protocol, clips)
     scene = parse_toy_prompt(prompt)
     cameras, strip_rows, supersample = held_out_cameras(config.camera, detail_views), STRIP_ROWS, TRUTH_SUPERSAMPLE
     if scene is None:  # nothing to score: only the strip's views, at pixel centres (paper sizes: minutes)
@@ -133,19 +137,24 @@ def evaluate_asset(config: RunConfig, prompt: str, files: AssetFiles, out: str |
     return metrics
 
 
-def r_precision(final, config: RunConfig, resolution: int, prompt: str, suite_prompts: str | None,
+def retrieval_captions(prompt: str, suite_prompts: str | None, protocol: RetrievalProtocol) -> CaptionSet:
+    """The captions R-precision retrieves among: the protocol's caption file and the suite's prompts
+    (`suite_prompts`, with `prompt`); a ConfigError when fewer than 2 (R@1 100 % by construction)."""
+    suite = read_prompts(suite_prompts) if suite_prompts else [prompt]
+    if prompt not in suite:
+        suite.append(prompt)
+    return caption_set(suite, protocol.captions)
+
+
+def r_precision(final, config: RunConfig, resolution: int, prompt: str, captions: CaptionSet,
                 protocol: RetrievalProtocol, clips: dict[ClipModel, tuple]) -> dict:
     """metrics.json's R-precision entries: per CLIP model and render mode the true caption's rank, the
     hit and its CLIP score (`r_precision`), and the first model's and mode's rank and hit as the
     headline (`clip_rank`, `r_at_1`)."""
-    suite = read_prompts(suite_prompts) if suite_prompts else [prompt]
-    if prompt not in suite:
-        suite.append(prompt)
-    captions = caption_set(suite, protocol.captions)
-    renders = render_modes(final, config.camera, resolution, protocol)
+    renders = render_modes(final, config.nerf.radius, resolution, protocol)
     results = score_retrieval(renders, prompt, captions.captions, {model: clips[model] for model in protocol.models})
-    view = {"elevation": protocol.elevation, "azimuth": protocol.azimuth, "distance": config.camera.eval_distance,
-            "fovy": config.camera.eval_fovy, "resolution": resolution}
+    view = {"elevation": protocol.elevation, "azimuth": protocol.azimuth, "distance": protocol.distance(config.nerf.radius),
+            "distance_in_radii": protocol.distance_in_radii, "fovy": protocol.fovy, "resolution": resolution}
     entry = {"captions": captions.as_dict(), "description": captions.describe(), "view": view,
              "models": [model.name for model in protocol.models], "modes": list(protocol.modes), "results": results}
     return {"r_precision": entry, "clip_rank": results[0]["rank"], "r_at_1": results[0]["hit"]}

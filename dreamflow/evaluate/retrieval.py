@@ -9,19 +9,27 @@ Dream Fields' released evaluation (google-research/google-research `dreamfields/
 
 * **one view per asset**, Dream Fields' validation view `pose_spherical(30, -45, 4)`: azimuth 30°,
   45° above the equator (`RetrievalProtocol.azimuth`, `.elevation`); no averaging over views. The
-  camera's distance and field of view are the run config's evaluation camera (`camera.eval_distance`,
-  `camera.eval_fovy`), which frame our scenes as Dream Fields' radius 4 and 39.6° frame its [-1, 1]³ box;
+  camera is the protocol's own, not the run config's evaluation camera: Dream Fields stands 4 away
+  from its [-1, 1]³ scene at fovy 39.6° (focal 1111.1 px at 800 px), so we stand 4 of the scene's
+  bounding radii away (`nerf.radius`; `RetrievalProtocol.distance_in_radii`) at fovy 39.6°
+  (`.fovy`): the bounding sphere fills about 3/4 of the frame's height, whole. (The paper configs'
+  evaluation camera, 1.5 at 40°, frames ±0.55 around a radius-1 scene and cuts objects off.)
 * a white background, the render at the final stage's resolution, resized by each CLIP model's own
   preprocessing (Dream Fields renders at the model's 224 px directly);
-* per model, the cosine similarity of the image embedding with every caption's; the asset's **rank**
-  is 1 + the number of captions more similar than its own, a **hit** is rank 1 (Dream Fields:
-  `argmax(cosine_sim) == idx_true`), and R@1 is the mean of the hits over the assets.
+* per model, the cosine similarity of the image embedding with every caption's; a **hit** is Dream
+  Fields' rule, `argmax(cosine_sim) == idx_true`: the caption retrieved first (the first index among
+  equally similar ones) is the asset's own, so a tie with an earlier caption is a miss; R@1 is the mean
+  of the hits over the assets. The asset's **rank**, 1 + the number of captions strictly more similar
+  than its own, is kept for information: rank 1 with a tie can still be a miss.
 
 The retrieval set is a caption file (`evaluate.captions`; DreamFusion: the 153 Dream Fields
 captions) together with the suite's own prompts, so every asset of a suite faces the same set and
-always contains its caption (Dream Fields adds an asset's own query when the file lacks it). Without
-a caption file it is the suite's own prompts, which means something only for a large suite (with 3
-prompts, chance is 33 %): the report says which.
+always contains its caption (Dream Fields adds an asset's own query when the file lacks it). Captions
+are compared as CLIP's tokenizer reads them, lower-cased with whitespace collapsed (`caption_key`):
+"A red cube" and "a red cube" embed identically, so the set holds each once and an asset's own
+caption exactly once. Without a caption file it is the suite's own prompts, which means something only
+for a large suite (with 3 prompts, chance is 33 %): the report says which. Fewer than 2 captions is
+an error: R@1 would be 100 % by construction.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image
 
-from dreamflow.config import CameraConfig
+from dreamflow.config import ConfigError
 from dreamflow.evaluate.protocol import RENDER_MODES, ClipModel, RetrievalProtocol
 from dreamflow.prompts import read_prompts
 from dreamflow.render.cameras import Cameras, cameras_from_spherical
@@ -63,24 +71,64 @@ class CaptionSet:
                 "suite_prompts": self.suite_prompts, "added_suite_prompts": len(self.extra)}
 
 
+def caption_key(caption: str) -> str:
+    """A caption as CLIP's tokenizer reads it: lower-cased, whitespace collapsed (equal keys embed identically)."""
+    return " ".join(caption.split()).lower()
+
+
+def _unique(captions: list[str], seen: set[str]) -> list[str]:
+    """`captions` without those whose key is in `seen` or repeats an earlier one (the first spelling kept)."""
+    kept = []
+    for caption in captions:
+        if caption_key(caption) not in seen:
+            seen.add(caption_key(caption))
+            kept.append(caption)
+    return kept
+
+
 def caption_set(suite_prompts: list[str], caption_file: str | None) -> CaptionSet:
-    """The retrieval set: `caption_file`'s captions and the suite prompts it lacks (in that order)."""
+    """The retrieval set: `caption_file`'s captions and the suite prompts it lacks (in that order), each
+    caption once (`caption_key`). Fewer than 2 captions: a ConfigError (R@1 would be 100 % by construction)."""
+    seen: set[str] = set()
     if caption_file is None:
-        return CaptionSet(list(suite_prompts), None, 0, len(suite_prompts))
-    captions = read_prompts(caption_file)
-    extra = [prompt for prompt in suite_prompts if prompt not in set(captions)]
-    return CaptionSet(captions + extra, str(caption_file), len(captions), len(suite_prompts), extra)
+        chosen = CaptionSet(_unique(list(suite_prompts), seen), None, 0, len(suite_prompts))
+    else:
+        captions = _unique(read_prompts(caption_file), seen)
+        extra = _unique(list(suite_prompts), seen)
+        chosen = CaptionSet(captions + extra, str(caption_file), len(captions), len(suite_prompts), extra)
+    if len(chosen.captions) < 2:
+        raise ConfigError(
+            f"R-precision among {len(chosen.captions)} caption(s) {chosen.captions} would be 100 % by construction: "
+            "give the suite's prompt file (`dreamflow evaluate --suite-prompts FILE`) or a caption file to retrieve "
+            "among (`--captions FILE`, `evaluate.captions`; DreamFusion: Dream Fields' 153 COCO captions)")
+    return chosen
 
 
-def retrieval_view(camera: CameraConfig, elevation: float, azimuth: float) -> Cameras:
-    """The one view R-precision renders: Dream Fields' angles at the run config's evaluation distance and fovy."""
+def caption_index(captions: list[str], prompt: str) -> int:
+    """The index of `prompt` in `captions`, compared by `caption_key`."""
+    keys = [caption_key(caption) for caption in captions]
+    if caption_key(prompt) not in keys:
+        raise ValueError(f"the prompt {prompt!r} is not among the {len(captions)} captions retrieved among")
+    return keys.index(caption_key(prompt))
+
+
+def retrieval_view(protocol: RetrievalProtocol, scene_radius: float) -> Cameras:
+    """The one view R-precision renders: the protocol's angles, `distance_in_radii` x `scene_radius`
+    away, at its fovy (Dream Fields': 30°, 45° up, 4 radii, 39.6°)."""
     one = lambda value: torch.tensor([float(value)])  # noqa: E731
-    return cameras_from_spherical(one(elevation), one(azimuth), one(camera.eval_distance), one(camera.eval_fovy))
+    return cameras_from_spherical(one(protocol.elevation), one(protocol.azimuth),
+                                  one(protocol.distance(scene_radius)), one(protocol.fovy))
 
 
 def rank_of(similarities: torch.Tensor, true_index: int) -> int:
-    """1 + the number of captions strictly more similar than the true one (ties count in its favour)."""
+    """1 + the number of captions strictly more similar than the true one (for information: a tie
+    leaves rank 1, but the hit is `is_hit`'s)."""
     return int((similarities > similarities[true_index]).sum()) + 1
+
+
+def is_hit(similarities: torch.Tensor, true_index: int) -> bool:
+    """Dream Fields' hit, `argmax(cosine_sim) == idx_true`: the first of equally similar captions wins."""
+    return int(similarities.argmax()) == true_index
 
 
 @torch.no_grad()
@@ -96,25 +144,25 @@ def clip_similarities_with(clip: tuple, images: torch.Tensor, prompts: list[str]
 
 
 @torch.no_grad()
-def render_modes(model: StageModel, camera: CameraConfig, resolution: int, protocol: RetrievalProtocol) -> dict:
-    """mode -> the protocol view's render [1, H, W, 3] in that mode."""
-    view = retrieval_view(camera, protocol.elevation, protocol.azimuth).to(model.device)
+def render_modes(model: StageModel, scene_radius: float, resolution: int, protocol: RetrievalProtocol) -> dict:
+    """mode -> the protocol view's render [1, H, W, 3] in that mode, for a scene of bounding radius
+    `scene_radius` (the run config's `nerf.radius`)."""
+    view = retrieval_view(protocol, scene_radius).to(model.device)
     return {mode: model.render_views(view, resolution, RENDER_MODES[mode]).rgb for mode in protocol.modes}
 
 
 @torch.no_grad()
 def score_retrieval(renders: dict[str, torch.Tensor], prompt: str, captions: list[str],
                     clips: dict[ClipModel, tuple]) -> list[dict]:
-    """Per CLIP model and render mode: the true caption's rank, the hit (rank 1), its CLIP score
-    (100 x cosine) and the caption retrieved first."""
-    true_index = captions.index(prompt)
+    """Per CLIP model and render mode: the true caption's rank, the hit (`is_hit`), its CLIP score
+    (100 x cosine) and the caption retrieved first (the hit's caption exactly when it is a hit)."""
+    true_index = caption_index(captions, prompt)
     results = []
     for clip_model, clip in clips.items():
         modes = list(renders)
         similarities = clip_similarities_with(clip, torch.cat([renders[m] for m in modes]), captions)
         for mode, row in zip(modes, similarities):
-            rank = rank_of(row, true_index)
             results.append({"model": clip_model.model, "pretrained": clip_model.pretrained, "clip": clip_model.name,
-                            "mode": mode, "rank": rank, "hit": int(rank == 1),
+                            "mode": mode, "rank": rank_of(row, true_index), "hit": int(is_hit(row, true_index)),
                             "clip_score": 100 * float(row[true_index]), "retrieved": captions[int(row.argmax())]})
     return results

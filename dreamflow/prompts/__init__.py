@@ -12,8 +12,8 @@ from dreamflow.prompts.files import (
     slugify,
     write_prompt_file,
 )
-from dreamflow.prompts.sources import SOURCES, PromptSource, fetch_prompts, suite_prompts
+from dreamflow.prompts.sources import SOURCES, PromptSource, fetch_prompts, require_public_file, suite_prompts
 
 __all__ = ["MAX_PROMPT_CHARS", "Prompt", "PromptFileError", "PromptSource", "SOURCES", "fetch_prompts",
-           "normalise_prompt", "prompt_table", "read_prompt_entries", "read_prompts", "slugify", "suite_prompts",
-           "write_prompt_file"]
+           "normalise_prompt", "prompt_table", "read_prompt_entries", "read_prompts", "require_public_file", "slugify",
+           "suite_prompts", "write_prompt_file"]

@@ -192,6 +192,14 @@ def fetch_prompts(name: str, out: str | Path | None = None, from_file: str | Pat
             "origin": origin, "sha256": hashlib.sha256(data).hexdigest()}
 
 
+def require_public_file(path: str | Path) -> None:
+    """A missing file named like a public suite (prompts/gpteval3d.txt): an error saying how to fetch it."""
+    stem = Path(path).stem
+    if not Path(path).exists() and stem in SOURCES:
+        raise PromptFileError(f"prompt file '{path}' does not exist: fetch it with `dreamflow prompts fetch "
+                              f"{stem} --out {path}` (offline: add --from FILE, a copy of {SOURCES[stem].url})")
+
+
 def suite_prompts(spec: str | Mapping[str, str]) -> dict[str, Prompt]:
     """slug -> Prompt of a suite config's `prompts`: one file, or a mapping group -> file (e.g. T3Bench's three).
 
@@ -201,10 +209,7 @@ def suite_prompts(spec: str | Mapping[str, str]) -> dict[str, Prompt]:
     files = {"": spec} if isinstance(spec, str) else dict(spec)
     table: dict[str, Prompt] = {}
     for group, path in files.items():
-        if not Path(path).exists() and Path(path).stem in SOURCES:
-            raise PromptFileError(f"prompt file '{path}' does not exist: fetch it with `dreamflow prompts fetch "
-                                  f"{Path(path).stem} --out {path}` (offline: add --from FILE, a copy of "
-                                  f"{SOURCES[Path(path).stem].url})")
+        require_public_file(path)
         for prompt in read_prompt_entries(path, group):
             if prompt.slug in table:
                 raise PromptFileError(f"prompt {prompt.text!r} is in group {table[prompt.slug].group!r} and in group "

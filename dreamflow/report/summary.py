@@ -9,7 +9,7 @@ names with units and arrows (`tables`, from `dreamflow.evaluate.metric_names`). 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -22,7 +22,12 @@ from dreamflow.evaluate.metric_names import METHOD_NAMES, STAGE_METRICS  # noqa:
 from dreamflow.io import atomic_write_bytes  # noqa: E402
 from dreamflow.report import spread  # noqa: E402
 from dreamflow.report.page import write_report  # noqa: E402
-from dreamflow.report.r_precision import protocol_line, retrieval_rows, retrieval_summary  # noqa: E402
+from dreamflow.report.r_precision import (  # noqa: E402
+    protocol_line,
+    retrieval_rows,
+    retrieval_summary,
+    retrieval_summary_per_group,
+)
 from dreamflow.report.tables import (  # noqa: E402
     COLUMNS,
     SPREAD_METRICS,
@@ -83,6 +88,8 @@ class SuiteTables:
     usage: pd.DataFrame  # method, stage, device, metric, mean, sd, n
     protocol: str
     cells: dict[str, pd.DataFrame]  # section -> table of strings
+    per_group: pd.DataFrame = field(default_factory=pd.DataFrame)  # group, method, metric, mean, sd, n, assets
+    r_at_1_per_group: pd.DataFrame = field(default_factory=pd.DataFrame)  # group, method, clip, mode, ...
 
 
 def suite_tables(table: pd.DataFrame, frame: pd.DataFrame) -> SuiteTables:
@@ -92,6 +99,7 @@ def suite_tables(table: pd.DataFrame, frame: pd.DataFrame) -> SuiteTables:
     paired = spread.paired_differences(ok, metrics)
     retrieval = retrieval_rows(frame)
     r_at_1 = retrieval_summary(retrieval)
+    per_group, r_at_1_per_group = spread.per_group_method(ok, metrics), retrieval_summary_per_group(retrieval)
     usage = stage_usage(table)
     counts = table.groupby("method", sort=False).agg(assets=("status", "size"),
                                                      failed=("status", lambda s: int((s != "ok").sum())))
@@ -99,14 +107,18 @@ def suite_tables(table: pd.DataFrame, frame: pd.DataFrame) -> SuiteTables:
              "per_prompt": _spread_cells(spread.wide(per_prompt, ["prompt", "method"]), metrics),
              "paired": _paired_cells(paired),
              "r_precision": _r_at_1_cells(r_at_1),
-             "usage": usage_cells(usage, method_name)}
-    return SuiteTables(per_method, per_prompt, paired, retrieval, r_at_1, usage, protocol_line(frame), cells)
+             "usage": usage_cells(usage, method_name),
+             "per_group": _spread_cells(spread.wide(per_group, ["group", "method"]), metrics),
+             "r_precision_per_group": _r_at_1_cells(r_at_1_per_group)}
+    return SuiteTables(per_method, per_prompt, paired, retrieval, r_at_1, usage, protocol_line(frame), cells,
+                       per_group, r_at_1_per_group)
 
 
 def _spread_cells(wide: pd.DataFrame, metrics: list[str], counts: pd.DataFrame | None = None) -> pd.DataFrame:
     rows = []
     for _, row in wide.iterrows():
         cells = {"Prompt": row["prompt"]} if "prompt" in row else {}
+        cells |= {"Group": row["group"]} if "group" in row else {}
         cells["Method"] = method_name(row["method"])
         if counts is not None:
             cells["Assets"] = int(counts.loc[row["method"], "assets"])
@@ -133,8 +145,10 @@ def _r_at_1_cells(r_at_1: pd.DataFrame) -> pd.DataFrame:
     rows = {}
     r_metric = metric_of("r_at_1")
     for _, row in r_at_1.iterrows():
-        cells = rows.setdefault(row["method"], {"Method": method_name(row["method"]), "Seeds (n)": int(row["n"]),
-                                                "Assets": int(row["assets"])})
+        group = {"Group": row["group"]} if "group" in row else {}
+        cells = rows.setdefault((row.get("group"), row["method"]),
+                                group | {"Method": method_name(row["method"]), "Seeds (n)": int(row["n"]),
+                                         "Assets": int(row["assets"])})
         cells[f"{row['clip']} · {row['mode']}"] = r_metric.format_spread(row["mean"], row["sd"])
     return pd.DataFrame(list(rows.values()))
 
@@ -154,14 +168,27 @@ SECTION_NOTES = {
     "per_method": "Each seed's mean over the prompts, then mean ± sd over the seeds (n seeds); the final "
                   "stage's value where a metric is per stage.",
     "per_prompt": "Mean ± sd over the seeds of each prompt (n seeds).",
-    "paired": (f"Method A − method B on the same prompt and seed: mean difference [95 % percentile bootstrap "
-               f"interval, {spread.RESAMPLES} resamples of the (prompt, seed) pairs, numpy default_rng("
-               f"{spread.BOOTSTRAP_SEED})], n pairs."),
+    "paired": (f"Method A − method B on the same prompt and seed: mean difference [95 % percentile cluster "
+               f"bootstrap interval, {spread.RESAMPLES} resamples of the prompts, each with all its seeds; numpy "
+               f"default_rng seeded per row by a hash of the two methods, the metric and {spread.BOOTSTRAP_SEED}], "
+               f"n pairs."),
     "usage": "Per stage and method, mean ± sd over the assets (n): Snakemake's job wall time and peak RSS "
              "(benchmark records), and the stage's own record: its wall time (model, prior, training, "
              "exports), training time per iteration and peak GPU memory (torch.cuda.max_memory_allocated; "
              "– on a CPU), on the device named.",
 }
+
+
+def per_group_markdown(tables: SuiteTables) -> str:
+    """summary.md's per-group sections, for a suite of groups (T3Bench's single, surr, multi): the
+    spread per method within each group and R@1 within each group; "" for a suite of one prompt file."""
+    if tables.per_group.empty and tables.r_at_1_per_group.empty:
+        return ""
+    return (f"## Per group and method\n\n{SECTION_NOTES['per_method']} Within each group of the suite.\n\n"
+            f"{_cells_markdown(tables.cells['per_group'], 'No finished asset.')}\n\n"
+            f"## CLIP R-precision per group\n\nR@1 (%) within each group (each retrieves among its own "
+            f"prompts), mean ± sd over the seeds:\n\n"
+            f"{_cells_markdown(tables.cells['r_precision_per_group'], 'Not measured.')}\n\n")
 
 
 def summarize_suite(metrics: list[str], out_dir: str | Path, suite: str,
@@ -172,7 +199,7 @@ def summarize_suite(metrics: list[str], out_dir: str | Path, suite: str,
     frame = load_metrics(metrics, labels)
     order = frame.sort_values(["prompt", "seed", "method"]).index
     frame = frame.loc[order].reset_index(drop=True)
-    table = frame[COLUMNS + ["metrics_file"]]
+    table = frame[COLUMNS + [c for c in ("prompt_id", "group") if c in frame] + ["metrics_file"]]
     paths = {"csv": out_dir / "summary.csv", "md": out_dir / "summary.md", "html": out_dir / "report.html",
              "spread": out_dir / "spread.csv", "paired": out_dir / "paired.csv",
              "r_precision": out_dir / "r_precision.csv",
@@ -183,8 +210,9 @@ def summarize_suite(metrics: list[str], out_dir: str | Path, suite: str,
         atomic_write_bytes(path, lambda stream: stream.write(data.to_csv(index=False).encode()))
 
     write_csv(paths["csv"], table)
-    write_csv(paths["spread"], pd.concat([tables.per_method.assign(prompt="(all prompts)"), tables.per_prompt],
-                                         ignore_index=True))
+    per_group = tables.per_group.assign(prompt=lambda t: "(all prompts of group " + t["group"].astype(str) + ")")
+    write_csv(paths["spread"], pd.concat([tables.per_method.assign(prompt="(all prompts)"), per_group,
+                                          tables.per_prompt], ignore_index=True))
     write_csv(paths["paired"], tables.paired)
     write_csv(paths["r_precision"], tables.retrieval)
     asset_identity = [("prompt", "Prompt"), ("method", "Method"), ("seed", "Seed"), ("status", "Status")]
@@ -193,6 +221,7 @@ def summarize_suite(metrics: list[str], out_dir: str | Path, suite: str,
                 f"at the final resolution against the toy world's truth (– where a prompt has none).\n\n"
                 f"## Per method\n\n{SECTION_NOTES['per_method']}\n\n"
                 f"{_cells_markdown(cells['per_method'], 'No finished asset.')}\n\n"
+                + per_group_markdown(tables) +
                 f"## Per prompt and method\n\n{SECTION_NOTES['per_prompt']}\n\n"
                 f"{_cells_markdown(cells['per_prompt'], 'No finished asset.')}\n\n"
                 f"## Paired differences between methods\n\n{SECTION_NOTES['paired']}\n\n"

@@ -11,8 +11,8 @@ from dreamflow.stages import STAGES
 
 # (the column's key after `{stage}_` or as `seconds_{stage}`, its header); the job's wall time is Snakemake's.
 USAGE_TABLE = [("job_seconds", "Job wall time (s, Snakemake)"), ("wall_seconds", "Stage wall time (s)"),
-               ("seconds_per_iteration", "Time per iteration (s)"), ("peak_gpu_gb", "Peak GPU memory (GB)"),
-               ("max_rss_gb", "Peak RSS (GB)")]
+               ("seconds_per_iteration", "Time per iteration (s)"), ("peak_gpu_gb", "Peak GPU memory (GiB)"),
+               ("max_rss_gb", "Peak RSS (GiB)")]
 
 
 def stage_usage(table: pd.DataFrame) -> pd.DataFrame:

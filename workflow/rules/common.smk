@@ -12,7 +12,7 @@ from snakemake.utils import validate
 
 from dreamflow.config import method_names, read_config_data, to_dict
 from dreamflow.planner import TUNING_PICK, SuitePlan
-from dreamflow.prompts import prompt_table, suite_prompts
+from dreamflow.prompts import prompt_table, require_public_file, suite_prompts
 from dreamflow.stages import CURVE, EXTRACTED_FROM, EXTRACTION, FINAL_STAGE, STAGES
 
 validate(config, "../schemas/config.schema.yaml")

@@ -10,13 +10,14 @@ rule evaluate:
         config=step_config_file("evaluate"),
         prompt=suite_file("prompts/{slug}.txt"),
         suite_prompts=lambda wildcards: prompt_file_of(wildcards.slug),  # its group's file in a suite of groups
-        captions=EVALUATE["captions"] or [],  # missing: an error naming it (`dreamflow prompts fetch` writes it)
+        captions=EVALUATE["captions"] or [],  # checked when planning (helpers/evaluate.smk)
         clip=local_files(*(model["pretrained"] for model in EVALUATE["clip_models"])),
         **evaluate_inputs(),
     output:
         metrics=asset("metrics.json"),
         stages=asset("stages.png"),  # truth | stage 1 | 2 | 3 from two held-out views
     params:
+        prompt=prompt_arguments,
         clip=clip_arguments(),
         retrieval=retrieval_arguments,
         views=EVALUATE["views"],
@@ -33,7 +34,7 @@ rule evaluate:
         runtime=resources_of("evaluate", "runtime"),
     shell:
         "OMP_NUM_THREADS={threads} dreamflow evaluate --config {input.config} --prompt-file {input.prompt}"
-        " --method {wildcards.method} --variant {wildcards.variant} --seed {wildcards.seed}"
+        " {params.prompt} --method {wildcards.method} --variant {wildcards.variant} --seed {wildcards.seed}"
         " " + " ".join(f"--{name} {{input.{name}}}" for name in STAGES) + " --mesh {input.mesh}"
         " --out {output.metrics} {params.clip} {params.retrieval}"
         " --views {params.views} --detail-views {params.detail_views}"

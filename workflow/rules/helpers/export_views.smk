@@ -1,6 +1,10 @@
 # Helpers of workflow/rules/export_views.smk: the asset whose views a layout folder holds, read from its prompt id.
 def _asset_values(wildcards):
     """The asset of a layout folder: its prompt id read back to the prompt's slug (ids are unique in such a suite)."""
+    if wildcards.prompt_id not in PLAN.slug_of_id:
+        raise ValueError(f"no prompt of suite {wildcards.suite!r} has id {wildcards.prompt_id} (its prompt file "
+                         f"gives {len(PLAN.slug_of_id)} ids): ask for a layout folder of one of them, or add the "
+                         "prompt with that id to the suite's prompt file")
     return {"suite": wildcards.suite, "method": wildcards.method, "variant": wildcards.variant,
             "slug": PLAN.slug_of_id[wildcards.prompt_id], "seed": wildcards.seed}
 
