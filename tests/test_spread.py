@@ -98,7 +98,7 @@ def test_each_paired_row_draws_its_own_generator():
 def test_bootstrap_interval_covers_a_known_mean():
     rng = np.random.default_rng(0)
     values = np.random.default_rng(1).normal(1.0, 1.0, size=400)
-    low, high = spread.bootstrap_mean_interval(values, rng, 2000)
+    low, high = spread.cluster_bootstrap_interval(values, np.arange(len(values)), rng, 2000)  # each value its own cluster
     half = 1.96 / math.sqrt(400)  # the normal approximation of the 95 % interval's half-width
     assert low < values.mean() < high and (high - low) / 2 == pytest.approx(half, rel=0.15)
 

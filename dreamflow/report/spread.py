@@ -81,12 +81,6 @@ def per_group_method(table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
-def bootstrap_mean_interval(values: np.ndarray, rng: np.random.Generator, resamples: int = RESAMPLES,
-                            level: float = LEVEL) -> tuple[float, float]:
-    """Percentile interval of the mean of independent `values`, resampling them with replacement."""
-    return cluster_bootstrap_interval(values, np.arange(len(values)), rng, resamples, level)
-
-
 def row_seed(method_a: str, method_b: str, metric: str, seed: int = BOOTSTRAP_SEED) -> int:
     """The bootstrap seed of one paired-difference row: a stable hash (SHA-256, not Python's salted
     `hash`) of the names and `seed`, so a row's interval does not depend on the other rows."""

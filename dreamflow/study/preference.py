@@ -27,6 +27,7 @@ import pandas as pd
 
 from dreamflow.evaluate.metric_names import METHOD_NAMES
 from dreamflow.io import atomic_write_bytes
+from dreamflow.report.spread import cluster_bootstrap_interval
 from dreamflow.stages import FINAL_STAGE, STAGES
 from dreamflow.study.page import study_page
 
@@ -244,12 +245,8 @@ def janus_table(rates: pd.DataFrame) -> str:
 def bootstrap_interval(votes: pd.DataFrame, outcome: str, resamples: int, rng: np.random.Generator,
                        level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of the share of `outcome`, resampling pairs (all their raters' votes together)."""
-    per_pair = votes.groupby("pair")["outcome"].agg(hits=lambda s: (s == outcome).sum(), n="size")
-    hits, counts = per_pair["hits"].to_numpy(float), per_pair["n"].to_numpy(float)
-    draws = rng.integers(0, len(per_pair), size=(resamples, len(per_pair)))
-    shares = hits[draws].sum(1) / counts[draws].sum(1)
-    low, high = np.quantile(shares, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(low), float(high)
+    hits = (votes["outcome"] == outcome).to_numpy(float)
+    return cluster_bootstrap_interval(hits, votes["pair"].to_numpy(), rng, resamples, level)
 
 
 def krippendorff_alpha(votes: pd.DataFrame) -> float:
